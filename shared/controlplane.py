@@ -1,0 +1,87 @@
+"""The control-plane API between proxy and Lambdas: pydantic models at the boundary.
+
+``authorize`` is invoked by the proxy through ``lambda.invoke`` (RequestResponse) with an
+``AuthorizeRequest`` as JSON and answers an ``AuthorizeResponse``. A ``Grant`` carries everything the
+proxy needs for one session: the backend it may reach, the credential reference, the recording mode and
+(later) the guardrail/masking/approval rules of the policy snapshot, and an expiry in minutes. The proxy
+re-authorizes (``action="reauthorize"``) before ``expires_at``; a refusal then terminates the session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RecordingMode(StrEnum):
+    BUFFERED = "buffered"
+    STRICT = "strict"
+
+
+class BackendTLS(StrEnum):
+    """TLS toward the target, named after libpq's sslmode values."""
+
+    DISABLE = "disable"
+    PREFER = "prefer"
+    REQUIRE = "require"
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
+
+
+class BackendRef(_Model):
+    host: str
+    port: int = 5432
+    database: str
+    # Secrets Manager id (name or ARN) of a JSON secret {"username": ..., "password": ...}.
+    credential_secret: str
+    tls: BackendTLS = BackendTLS.PREFER
+    # PEM bundle used to verify the backend certificate (verify-ca / verify-full); None = system store.
+    tls_ca_pem: str | None = None
+
+
+class AuthorizeRequest(_Model):
+    action: Literal["connect", "reauthorize"] = "connect"
+    identity: str = Field(min_length=1, max_length=128, description="the user name the agent presented")
+    token: SecretStr | None = Field(default=None, description="the agent's password: OIDC JWT or Airlock key")
+    target: str = Field(min_length=1, max_length=128)
+    database: str = Field(min_length=1, max_length=128)
+    client_addr: str = ""
+    proxy_id: str = ""
+    session_id: str = ""
+    grant_id: str | None = Field(default=None, description="the grant being renewed (reauthorize)")
+
+
+class Grant(_Model):
+    grant_id: str
+    session_id: str
+    identity: str
+    # How the identity proved itself: "oidc" or "key".
+    auth_method: Literal["oidc", "key"]
+    target: str
+    database: str
+    policy_version: int
+    issued_at: datetime
+    expires_at: datetime
+    backend: BackendRef
+    recording: RecordingMode = RecordingMode.BUFFERED
+    retention_days: int = 365
+
+
+class Refusal(_Model):
+    # 28P01 invalid_password (bad/expired/revoked token), 28000 invalid_authorization_specification
+    # (no binding for this identity/target/database).
+    sqlstate: Literal["28000", "28P01"]
+    reason: str
+
+
+class AuthorizeResponse(_Model):
+    decision: Literal["grant", "refuse"]
+    grant: Grant | None = None
+    refusal: Refusal | None = None
