@@ -56,6 +56,9 @@ class AuthorizeRequest(_Model):
     proxy_id: str = ""
     session_id: str = ""
     grant_id: str | None = Field(default=None, description="the grant being renewed (reauthorize)")
+    key_id: str | None = Field(
+        default=None, max_length=64, description="reauthorize: Grant.key_id of a key-authenticated session"
+    )
 
 
 class Grant(_Model):
@@ -72,6 +75,8 @@ class Grant(_Model):
     backend: BackendRef
     recording: RecordingMode = RecordingMode.BUFFERED
     retention_days: int = 365
+    # The Airlock key the session authenticated with (auth_method "key"): reauthorize re-checks it.
+    key_id: str | None = None
 
 
 class Refusal(_Model):

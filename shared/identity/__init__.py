@@ -1,0 +1,1 @@
+"""Who is connecting: OIDC token verification and Airlock-issued keys."""
