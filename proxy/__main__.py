@@ -1,0 +1,32 @@
+"""``python -m proxy``: run the Airlock PostgreSQL proxy until SIGTERM (ECS stop) or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from .server import ProxyServer
+from .settings import ProxySettings
+
+
+async def serve(settings: ProxySettings) -> None:
+    server = ProxyServer(settings)
+    await server.start()
+    server.install_signal_handlers()
+    await server.stopped.wait()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(serve(ProxySettings()))
+    else:
+        uvloop.run(serve(ProxySettings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""Connecting to the target PostgreSQL: TLS negotiation, startup, and authentication.
+
+The proxy authenticates to the backend with the credential from Secrets Manager, never with anything
+the agent sent. SCRAM-SHA-256 uses scramp, with channel binding (SCRAM-SHA-256-PLUS,
+tls-server-end-point) whenever the connection is TLS and the server offers it; md5 and cleartext are
+supported for older servers (cleartext only over TLS or loopback). What the backend says after
+AuthenticationOk (ParameterStatus, BackendKeyData, NegotiateProtocolVersion, notices) is collected so
+the session can replay it to the agent under the proxy's own cancel key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import scramp
+
+from shared.controlplane import BackendRef, BackendTLS
+from shared.pgwire import messages as m
+from shared.pgwire.constants import (
+    AUTH_CLEARTEXT,
+    AUTH_MD5,
+    AUTH_OK,
+    AUTH_SASL,
+    AUTH_SASL_CONTINUE,
+    AUTH_SASL_FINAL,
+    PROTOCOL_3_0,
+)
+from shared.pgwire.errors import ProtocolViolation
+from shared.pgwire.framing import Framer
+
+from ..credentials import BackendCredential
+from .wire import MessageReader, PeerClosed
+
+log = logging.getLogger(__name__)
+
+# Startup parameters an agent may pass through. Everything else is dropped: notably ``options``
+# (``-c role=...`` would bypass statement guardrails) and ``replication``.
+FORWARDED_PARAMS = frozenset(
+    {"application_name", "client_encoding", "DateStyle", "TimeZone", "extra_float_digits",
+     "IntervalStyle", "search_path", "datestyle", "timezone", "intervalstyle"}
+)
+
+
+class BackendError(Exception):
+    """The backend could not be reached or refused us. ``error`` is an ErrorResponse for the agent."""
+
+    def __init__(self, message: str, error: bytes) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+@dataclass(slots=True)
+class BackendConnection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    messages: MessageReader
+    pid: int = 0
+    key: bytes = b""
+    protocol: int = PROTOCOL_3_0
+    ready_status: bytes = b"I"
+    tls: bool = False
+    # Whole messages to replay to the agent after our AuthenticationOk, in order.
+    greeting: list[bytes] = field(default_factory=list)
+
+
+def tls_context(ref: BackendRef) -> ssl.SSLContext:
+    if ref.tls in (BackendTLS.VERIFY_CA, BackendTLS.VERIFY_FULL):
+        ctx = ssl.create_default_context(cadata=ref.tls_ca_pem) if ref.tls_ca_pem else ssl.create_default_context()
+        ctx.check_hostname = ref.tls == BackendTLS.VERIFY_FULL
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        # libpq's "prefer"/"require": encrypted, not authenticated.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+async def open_backend_stream(
+    ref: BackendRef, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+    """TCP connect and, per ``ref.tls``, SSLRequest + TLS handshake. Returns (reader, writer, tls)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(ref.host, ref.port), timeout)
+    except (OSError, TimeoutError) as e:
+        raise BackendError(
+            f"cannot connect to {ref.host}:{ref.port}: {e}",
+            m.build_error("FATAL", "08006", "Airlock could not connect to the target database"),
+        ) from e
+    if ref.tls == BackendTLS.DISABLE:
+        return reader, writer, False
+    try:
+        writer.write(m.build_ssl_request())
+        answer = await asyncio.wait_for(reader.readexactly(1), timeout)
+        if answer == b"S":
+            await asyncio.wait_for(
+                writer.start_tls(tls_context(ref), server_hostname=ref.host), timeout
+            )
+            return reader, writer, True
+        if answer != b"N":
+            raise ProtocolViolation("invalid answer to SSLRequest from backend")
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError, ProtocolViolation) as e:
+        writer.close()
+        raise BackendError(
+            f"TLS negotiation with {ref.host}:{ref.port} failed: {e}",
+            m.build_error("FATAL", "08006", "Airlock could not establish TLS to the target database"),
+        ) from e
+    if ref.tls == BackendTLS.PREFER:
+        return reader, writer, False
+    writer.close()
+    raise BackendError(
+        f"{ref.host}:{ref.port} does not support TLS but tls={ref.tls}",
+        m.build_error("FATAL", "08006", "the target database does not support TLS, which the policy requires"),
+    )
+
+
+async def connect_backend(
+    ref: BackendRef,
+    credential: BackendCredential,
+    agent_params: Mapping[str, str],
+    protocol: int,
+    *,
+    timeout: float,
+    max_message: int,
+) -> BackendConnection:
+    reader, writer, tls = await open_backend_stream(ref, timeout)
+    conn = BackendConnection(
+        reader, writer, MessageReader(reader, Framer(limit=max_message, peer="backend")), tls=tls
+    )
+    params = {k: v for k, v in agent_params.items() if k in FORWARDED_PARAMS or k.startswith("_pq_.")}
+    params["user"] = credential.username
+    params["database"] = ref.database
+    try:
+        writer.write(m.build_startup_message(protocol, params))
+        await asyncio.wait_for(_authenticate(conn, ref, credential), timeout)
+        await asyncio.wait_for(_collect_greeting(conn, protocol), timeout)
+    except BaseException:
+        writer.close()
+        raise
+    return conn
+
+
+async def _authenticate(conn: BackendConnection, ref: BackendRef, credential: BackendCredential) -> None:
+    scram: scramp.ScramClient | None = None
+    while True:
+        mtype, body, whole = await _read(conn)
+        if mtype == ord("E"):
+            raise _startup_error(body, whole)
+        if mtype == ord("v"):
+            conn.greeting.append(whole)  # NegotiateProtocolVersion may precede authentication
+            continue
+        if mtype != ord("R"):
+            raise _violation(f"unexpected message {chr(mtype)!r} during backend authentication")
+        code, data = m.parse_authentication(body)
+        if code == AUTH_OK:
+            return
+        if code == AUTH_CLEARTEXT:
+            if not conn.tls and not _is_loopback(ref.host):
+                raise _violation("backend asked for a cleartext password over an unencrypted connection")
+            conn.writer.write(m.build_password_message(credential.password))
+        elif code == AUTH_MD5:
+            inner = hashlib.md5((credential.password + credential.username).encode()).hexdigest()
+            outer = hashlib.md5(inner.encode() + data[:4]).hexdigest()
+            conn.writer.write(m.build_password_message("md5" + outer))
+        elif code == AUTH_SASL:
+            scram = _scram_client(conn, m.parse_sasl_mechanisms(data), credential)
+            first = scram.get_client_first().encode()
+            conn.writer.write(m.build_sasl_initial_response(scram.mechanism_name, first))
+        elif code == AUTH_SASL_CONTINUE and scram is not None:
+            try:
+                scram.set_server_first(data.decode())
+                conn.writer.write(m.build_sasl_response(scram.get_client_final().encode()))
+            except scramp.ScramException as e:
+                raise _violation(f"SCRAM exchange failed: {e}") from e
+        elif code == AUTH_SASL_FINAL and scram is not None:
+            try:
+                scram.set_server_final(data.decode())
+            except scramp.ScramException as e:
+                # The server could not prove it knows the password: it is not who we think.
+                raise _violation(f"backend failed SCRAM server verification: {e}") from e
+        else:
+            raise _violation(f"unsupported backend authentication method {code}")
+
+
+def _scram_client(
+    conn: BackendConnection, mechanisms: list[str], credential: BackendCredential
+) -> scramp.ScramClient:
+    supported = [name for name in mechanisms if name in ("SCRAM-SHA-256", "SCRAM-SHA-256-PLUS")]
+    if not supported:
+        raise _violation(f"no supported SASL mechanism among {mechanisms}")
+    ssl_object = conn.writer.get_extra_info("ssl_object")
+    # Over TLS always pass the binding: with PLUS offered scramp binds the channel; without it scramp
+    # sends the "y" GS2 flag so a server that stripped PLUS from the list (a downgrade) is detected.
+    binding = ("tls-server-end-point", ssl_object) if ssl_object is not None else None
+    try:
+        return scramp.ScramClient(supported, credential.username, credential.password, channel_binding=binding)
+    except scramp.ScramException as e:
+        raise _violation(f"cannot start SCRAM: {e}") from e
+
+
+async def _collect_greeting(conn: BackendConnection, protocol: int) -> None:
+    conn.protocol = protocol
+    while True:
+        mtype, body, whole = await _read(conn)
+        if mtype == ord("Z"):
+            conn.ready_status = body[:1] or b"I"
+            return
+        if mtype == ord("K"):
+            conn.pid, conn.key = m.parse_backend_key_data(body)
+        elif mtype == ord("E"):
+            raise _startup_error(body, whole)
+        elif mtype == ord("v"):
+            minor, _ = m.parse_negotiate_protocol_version(body)
+            conn.protocol = (3 << 16) | minor
+            conn.greeting.append(whole)
+        elif mtype in (ord("S"), ord("N")):
+            conn.greeting.append(whole)
+        else:
+            raise _violation(f"unexpected message {chr(mtype)!r} during backend start-up")
+
+
+async def _read(conn: BackendConnection) -> tuple[int, bytes, bytes]:
+    try:
+        return await conn.messages.read_message()
+    except PeerClosed as e:
+        raise BackendError(
+            "backend closed the connection during start-up",
+            m.build_error("FATAL", "08006", "the target database closed the connection during start-up"),
+        ) from e
+    except ProtocolViolation as e:
+        raise _violation(str(e)) from e
+
+
+def _startup_error(body: bytes, whole: bytes) -> BackendError:
+    fields = m.parse_error_fields(body)
+    code = fields.get("C", "")
+    message = fields.get("M", "")
+    if code.startswith("28"):
+        # Do not leak the backend account name; the operator sees the details in the proxy log.
+        return BackendError(
+            f"backend refused Airlock's credential: {code} {message}",
+            m.build_error("FATAL", "08006", "Airlock could not authenticate to the target database",
+                          hint="the target's credential in Secrets Manager may be wrong or rotated"),
+        )
+    return BackendError(f"backend start-up error: {code} {message}", whole)
+
+
+def _violation(message: str) -> BackendError:
+    return BackendError(message, m.build_error("FATAL", "08P01", "protocol error from the target database"))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

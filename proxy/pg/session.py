@@ -1,0 +1,379 @@
+"""One agent connection: start-up, authorization, backend login, then the relay.
+
+Theory of operation.
+  negotiate  SSLRequest -> TLS (or 'N'), GSSENCRequest -> 'N', CancelRequest -> forwarded, done;
+             StartupMessage -> next.
+  login      TLS required for passwords. AuthenticationCleartextPassword asks for the token; the
+             control plane's authorize decides (grant or refusal: FATAL 28000/28P01, the target is never
+             contacted). The backend credential comes from Secrets Manager; the backend greeting is
+             replayed to the agent with the backend's pid and the proxy's own cancel key.
+  relay      two pumps move whole messages: agent->backend and backend->agent. Each write holds only
+             complete messages, so anything the proxy injects (a FATAL on revocation or shutdown) lands
+             on a message boundary. Backpressure: a pump awaits drain() of the other side, so a slow
+             reader stops the opposite socket being read instead of growing memory.
+  renew      a task re-authorizes before the grant expires; a refusal terminates the session.
+Every byte to or from the agent passes through ``_to_agent`` and the agent pump: the single chokepoint
+that recording hooks into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
+
+from shared.controlplane import AuthorizeRequest, Grant
+from shared.pgwire import messages as m
+from shared.pgwire.constants import (
+    AUTH_CLEARTEXT,
+    AUTH_OK,
+    FRONTEND_SMALL,
+    FRONTEND_TYPES,
+    SMALL_MESSAGE_LIMIT,
+)
+from shared.pgwire.errors import ProtocolViolation
+from shared.pgwire.framing import Framer
+
+from ..controlplane import ControlPlaneError
+from ..credentials import CredentialError
+from .backend import BackendConnection, BackendError, connect_backend
+from .cancel import CancelTarget, new_cancel_key
+from .wire import MessageReader, PeerClosed, has_buffered_plaintext, read_startup_packet
+
+if TYPE_CHECKING:
+    from ..server import ProxyServer
+
+log = logging.getLogger(__name__)
+
+_Z = ord("Z")
+_X = ord("X")
+# Messages after which the backend owes exactly one ReadyForQuery.
+_REQUESTS = frozenset(b"QSF")
+_RELAY_TYPES = frozenset(FRONTEND_TYPES - {ord("p")})
+
+
+class SessionEnded(Exception):
+    """The session is over; ``error`` (if any) was already sent to the agent."""
+
+
+class PgSession:
+    def __init__(self, server: ProxyServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.reader = reader
+        self.writer = writer
+        self.session_id = f"ses_{uuid.uuid4().hex}"
+        peer = writer.get_extra_info("peername")
+        self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.identity = ""
+        self.grant: Grant | None = None
+        self.backend: BackendConnection | None = None
+        self.cancel_key: tuple[int, bytes] | None = None
+        # Requests sent to the backend that have not had their ReadyForQuery yet.
+        self.pending = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.tx_status = b"I"
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.end_reason = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self.tls = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        started = time.monotonic()
+        try:
+            startup = await asyncio.wait_for(self._negotiate(), self.settings.startup_timeout)
+            if startup is None:
+                return
+            await asyncio.wait_for(self._login(startup), self.settings.startup_timeout)
+            await self._relay()
+        except SessionEnded:
+            pass
+        except TimeoutError:
+            self._fatal_nowait("08006", "Airlock: start-up timed out")
+            self.end_reason = self.end_reason or "start-up timed out"
+        except ProtocolViolation as e:
+            self._fatal_nowait(e.sqlstate, str(e))
+            self.end_reason = f"protocol violation: {e}"
+        except (PeerClosed, ConnectionError, asyncio.IncompleteReadError):
+            self.end_reason = self.end_reason or "agent disconnected"
+        except ssl.SSLError as e:
+            self.end_reason = f"TLS error: {e.reason}"
+        except Exception:
+            log.exception("session %s failed", self.session_id)
+            self._fatal_nowait("XX000", "Airlock: internal error; the session was closed")
+            self.end_reason = "internal error"
+        finally:
+            await self._close()
+            log.info(
+                "session closed",
+                extra={"session_id": self.session_id, "identity": self.identity, "reason": self.end_reason,
+                       "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                       "seconds": round(time.monotonic() - started, 3)},
+            )
+
+    async def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if self.cancel_key:
+            self.server.cancels.unregister(*self.cancel_key)
+        if self.backend:
+            with contextlib.suppress(Exception):
+                self.backend.writer.write(m.TERMINATE)
+            self.backend.writer.close()
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 2)
+        self.idle.set()
+
+    async def terminate(self, sqlstate: str, message: str, reason: str) -> None:
+        """End a live session with a FATAL the agent can read (revocation, shutdown)."""
+        if self._closed:
+            return
+        self.end_reason = reason
+        log.warning("terminating session", extra={"session_id": self.session_id, "reason": reason})
+        self._fatal_nowait(sqlstate, message)
+        await self._close()
+
+    def _fatal_nowait(self, sqlstate: str, message: str) -> None:
+        if self._closed or self.writer.is_closing():
+            return
+        with contextlib.suppress(Exception):
+            self._to_agent(m.build_error("FATAL", sqlstate, message))
+
+    def _to_agent(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        self.writer.write(data)
+
+    # ------------------------------------------------------------------ start-up
+
+    async def _negotiate(self) -> m.StartupMessage | None:
+        tls = False
+        while True:
+            packet = m.parse_startup_packet(await read_startup_packet(self.reader))
+            if isinstance(packet, m.SSLRequest):
+                if tls:
+                    raise ProtocolViolation("SSLRequest received on an encrypted connection")
+                if has_buffered_plaintext(self.reader):
+                    raise ProtocolViolation("received unencrypted data after SSL request")
+                context = self.server.tls_context
+                if context is None:
+                    self.writer.write(b"N")
+                    continue
+                self.writer.write(b"S")
+                await self.writer.drain()
+                await self.writer.start_tls(context)
+                tls = True
+            elif isinstance(packet, m.GSSENCRequest):
+                # GSSAPI encryption is not offered; the client falls back to TLS or plain.
+                self.writer.write(b"N")
+            elif isinstance(packet, m.CancelRequest):
+                self.end_reason = "cancel request"
+                await self.server.cancels.cancel(packet.pid, packet.key, self.settings.connect_timeout)
+                return None
+            else:
+                self.tls = tls
+                return packet
+
+    async def _login(self, startup: m.StartupMessage) -> None:
+        user = startup.params.get("user", "")
+        if not user:
+            raise self._refuse("28000", "no PostgreSQL user name specified in startup packet")
+        self.identity = user
+        if "replication" in startup.params and startup.params["replication"].lower() not in ("false", "0", "off", "no"):
+            raise self._refuse("28000", "Airlock does not relay replication connections")
+        database = startup.params.get("database") or user
+        target, _, db = database.rpartition("/")
+        target = target or self.settings.default_target
+        if not self.tls:
+            raise self._refuse(
+                "28000", "Airlock accepts tokens only over TLS: connect with sslmode=require"
+            )
+        self._to_agent(m.build_authentication(AUTH_CLEARTEXT))
+        await self.writer.drain()
+        token = await self._read_password()
+        request = AuthorizeRequest(
+            identity=user, token=SecretStr(token), target=target, database=db, client_addr=self.client_addr,
+            proxy_id=self.settings.proxy_id, session_id=self.session_id,
+        )
+        try:
+            answer = await self.server.control_plane.authorize(request)
+        except (ControlPlaneError, TimeoutError) as e:
+            log.error("authorize failed: %s", e, extra={"session_id": self.session_id})
+            raise self._refuse("28000", "Airlock could not authorize this connection: control plane unavailable") from e
+        if answer.decision != "grant" or answer.grant is None:
+            refusal = answer.refusal
+            sqlstate, reason = (refusal.sqlstate, refusal.reason) if refusal else ("28000", "refused")
+            self.server.metrics.refused += 1
+            raise self._refuse(sqlstate, f"Airlock refused the connection: {reason}")
+        self.grant = grant = answer.grant
+        try:
+            credential = await self.server.credentials.get(grant.backend.credential_secret)
+        except CredentialError as e:
+            log.error("%s", e, extra={"session_id": self.session_id})
+            raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
+        try:
+            self.backend = backend = await connect_backend(
+                grant.backend, credential, startup.params, startup.protocol,
+                timeout=self.settings.connect_timeout, max_message=self.settings.max_backend_message,
+            )
+        except BackendError as e:
+            log.error("backend: %s", e, extra={"session_id": self.session_id})
+            self._to_agent(e.error)
+            self.end_reason = f"backend: {e}"
+            raise SessionEnded() from e
+        key = new_cancel_key(backend.protocol)
+        self.cancel_key = (backend.pid, key)
+        self.server.cancels.register(backend.pid, key, CancelTarget(grant.backend, backend.pid, backend.key))
+        greeting = [m.build_authentication(AUTH_OK), *backend.greeting,
+                    m.build_backend_key_data(backend.pid, key), m.build_ready_for_query(backend.ready_status)]
+        self._to_agent(b"".join(greeting))
+        self.tx_status = backend.ready_status
+        log.info(
+            "session granted",
+            extra={"session_id": self.session_id, "identity": grant.identity, "target": grant.target,
+                   "database": grant.database, "policy_version": grant.policy_version,
+                   "client": self.client_addr, "backend_pid": backend.pid},
+        )
+
+    async def _read_password(self) -> str:
+        framer = Framer(limit=SMALL_MESSAGE_LIMIT, allowed=frozenset({ord("p")}), peer="frontend")
+        _, body, _ = await MessageReader(self.reader, framer).read_message()
+        return m.parse_password_message(body)
+
+    def _refuse(self, sqlstate: str, message: str) -> SessionEnded:
+        self._to_agent(m.build_error("FATAL", sqlstate, message))
+        self.end_reason = f"refused: {message}"
+        return SessionEnded()
+
+    # ------------------------------------------------------------------ relay
+
+    async def _relay(self) -> None:
+        backend = self.backend
+        assert backend is not None
+        for writer in (self.writer, backend.writer):
+            transport = writer.transport
+            transport.set_write_buffer_limits(high=self.settings.write_high_water)
+        for leftover in backend.messages.take_unconsumed():
+            self._to_agent(leftover)
+        agent = asyncio.create_task(self._pump_agent(backend), name=f"{self.session_id}-agent")
+        server = asyncio.create_task(self._pump_backend(backend), name=f"{self.session_id}-backend")
+        renew = asyncio.create_task(self._renew(), name=f"{self.session_id}-renew")
+        self._tasks = [agent, server, renew]
+        done, _ = await asyncio.wait({agent, server}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if error is not None and not isinstance(error, (ConnectionError, PeerClosed)):
+                raise error
+
+    async def _pump_agent(self, backend: BackendConnection) -> None:
+        framer = Framer(
+            limit=self.settings.max_agent_message, allowed=_RELAY_TYPES, small_types=FRONTEND_SMALL,
+            small_limit=SMALL_MESSAGE_LIMIT, peer="frontend",
+        )
+        read = self.reader.read
+        size = self.settings.read_size
+        out = backend.writer
+        while True:
+            data = await read(size)
+            if not data:
+                self.end_reason = self.end_reason or "agent disconnected"
+                return
+            self.bytes_in += len(data)
+            try:
+                chunk, frames = framer.feed(data)
+            except ProtocolViolation as e:
+                self.end_reason = f"protocol violation from agent: {e}"
+                log.warning("%s", self.end_reason, extra={"session_id": self.session_id})
+                self._fatal_nowait(e.sqlstate, f"Airlock: {e}")
+                return
+            for mtype, _, _ in frames:
+                if mtype in _REQUESTS:
+                    self.pending += 1
+                    self.idle.clear()
+                elif mtype == _X:
+                    self.end_reason = "agent terminated"
+            if chunk:
+                out.write(chunk)
+                await out.drain()
+            if self.end_reason == "agent terminated":
+                return
+
+    async def _pump_backend(self, backend: BackendConnection) -> None:
+        framer = Framer(limit=self.settings.max_backend_message, peer="backend")
+        read = backend.reader.read
+        size = self.settings.read_size
+        out = self.writer
+        while True:
+            data = await read(size)
+            if not data:
+                self.end_reason = self.end_reason or "target closed the connection"
+                return
+            try:
+                chunk, frames = framer.feed(data)
+            except ProtocolViolation as e:
+                self.end_reason = f"protocol violation from backend: {e}"
+                log.error("%s", self.end_reason, extra={"session_id": self.session_id})
+                self._fatal_nowait("08P01", "Airlock: protocol error from the target database")
+                return
+            for mtype, start, _ in frames:
+                if mtype == _Z:
+                    self.tx_status = chunk[start : start + 1]
+                    if self.pending:
+                        self.pending -= 1
+                    if not self.pending:
+                        self.idle.set()
+            if chunk:
+                self.bytes_out += len(chunk)
+                out.write(chunk)
+                await out.drain()
+
+    async def _renew(self) -> None:
+        """Re-authorize before the grant expires; terminate on refusal or when renewal is impossible."""
+        while self.grant is not None:
+            grant = self.grant
+            lifetime = (grant.expires_at - grant.issued_at).total_seconds()
+            renew_at = grant.issued_at.timestamp() + max(lifetime * self.settings.reauthorize_at, 0.5)
+            await asyncio.sleep(max(renew_at - time.time(), 0.2))
+            request = AuthorizeRequest(
+                action="reauthorize", identity=grant.identity, target=grant.target, database=grant.database,
+                client_addr=self.client_addr, proxy_id=self.settings.proxy_id, session_id=self.session_id,
+                grant_id=grant.grant_id,
+            )
+            try:
+                answer = await self.server.control_plane.authorize(request)
+            except (ControlPlaneError, TimeoutError) as e:
+                if datetime.now(UTC) >= grant.expires_at:
+                    await self.terminate(
+                        "57P01", "Airlock terminated this session: the grant expired and could not be renewed",
+                        reason=f"grant expired, renewal failed: {e}",
+                    )
+                    return
+                log.warning("grant renewal failed, retrying: %s", e, extra={"session_id": self.session_id})
+                await asyncio.sleep(1.0)
+                continue
+            if answer.decision == "grant" and answer.grant is not None:
+                self.grant = answer.grant
+                continue
+            reason = answer.refusal.reason if answer.refusal else "authorization withdrawn"
+            sqlstate = answer.refusal.sqlstate if answer.refusal else "28000"
+            await self.terminate(sqlstate, f"Airlock terminated this session: {reason}", reason=f"revoked: {reason}")
+            return

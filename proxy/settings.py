@@ -1,0 +1,41 @@
+"""Proxy configuration, parsed once from the environment (AIRLOCK_PROXY_*)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProxySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIRLOCK_PROXY_", extra="ignore")
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 5432
+    # PEM files for TLS toward agents. Without them the proxy cannot accept passwords (tokens).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Name of the authorize Lambda (function name or ARN).
+    authorize_function: str = Field(default="airlock-authorize", validation_alias="AIRLOCK_AUTHORIZE_FUNCTION")
+    # Target used when the agent's dbname does not say "<target>/<database>".
+    default_target: str = "default"
+    proxy_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    # Seconds live statements get to finish after SIGTERM before sessions are closed.
+    drain_seconds: float = 20.0
+    # Largest single message accepted from the backend (PostgreSQL's own cap is 1 GiB).
+    max_backend_message: int = 256 * 1024 * 1024
+    # Largest single message accepted from an agent (a huge Bind or CopyData is legal; cap it anyway).
+    max_agent_message: int = 64 * 1024 * 1024
+    read_size: int = 256 * 1024
+    # Transport write buffer high-water mark: above it the opposite side stops being read.
+    write_high_water: int = 1024 * 1024
+    connect_timeout: float = 10.0
+    authorize_timeout: float = 10.0
+    startup_timeout: float = 30.0
+    # Re-authorize when this fraction of the grant's lifetime has passed.
+    reauthorize_at: float = 0.8
+    credential_cache_seconds: float = 60.0
+    health_port: int | None = None
