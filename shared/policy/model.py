@@ -104,7 +104,8 @@ class Binding(_Strict):
     recording: RecordingMode = RecordingMode.BUFFERED
     retention_days: int = Field(default=365, ge=1, le=3650)
     # Grants live minutes, not hours: the proxy re-authorizes before expiry, so revocation bites fast.
-    grant_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # (Seconds are allowed for tests and for identities that must be cut off almost at once.)
+    grant_ttl_seconds: int = Field(default=300, ge=5, le=3600)
 
 
 class Policy(_Strict):
