@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared.config import ControlPlaneSettings, control_plane_settings
+from shared.config import ControlPlaneSettings
 from shared.identity.keys import generate_key
 from shared.policy import PolicyError, parse_policy
 from shared.store import ApiKeyRecord, NotFound, StoreError
@@ -35,7 +35,8 @@ class IdentityStatus:
 
 
 def _settings() -> ControlPlaneSettings:
-    return control_plane_settings()
+    # Read fresh each call: a CLI or the local stack may point the environment elsewhere between calls.
+    return ControlPlaneSettings()
 
 
 def push_policy(path: Path) -> int:

@@ -143,6 +143,10 @@ class RunningIssuer:
         started: Future[str] = asyncio.run_coroutine_threadsafe(self._server.start(), self._loop)
         self.url = started.result(timeout=10)
 
+    @property
+    def keys(self) -> IssuerKeys:
+        return self._server.keys
+
     def mint(
         self,
         subject: str,
