@@ -287,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     parameters = dict(item.split("=", 1) for item in args.parameter)
     # provision() is idempotent: against an existing stack it only looks the resources up (and it
     # creates them if this endpoint happens to start first).
