@@ -10,7 +10,8 @@ import pytest
 from airlock.devstack.provision import StackResources, provision
 from airlock.devstack.template import Resolver, load_template
 from botocore.exceptions import ClientError
-from devstack_fixtures import TEMPLATE, TEST_STACK, moto_endpoint, provisioned_stack  # noqa: F401
+
+from tests.integration.devstack_fixtures import TEMPLATE, TEST_STACK, moto_endpoint, provisioned_stack  # noqa: F401
 
 pytestmark = pytest.mark.stack
 

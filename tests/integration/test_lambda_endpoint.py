@@ -12,7 +12,8 @@ import pytest
 from airlock.devstack.aws import MotoEndpoint
 from airlock.devstack.lambda_endpoint import LambdaEndpoint, start_lambda_endpoint
 from airlock.devstack.provision import provision
-from devstack_fixtures import moto_endpoint  # noqa: F401
+
+from tests.integration.devstack_fixtures import moto_endpoint  # noqa: F401
 
 pytestmark = pytest.mark.stack
 
