@@ -174,7 +174,12 @@ def _recheck(request: AuthorizeRequest, policy: Policy, deps: AuthorizeDeps, now
     if spec is None:
         raise Refused(AUTH_FAILED, f"identity {request.identity!r} is no longer defined in the policy")
     if spec.oidc is None:
-        raise Refused(AUTH_FAILED, f"identity {request.identity!r} may no longer authenticate with OIDC")
+        # Without key_id this looks like an OIDC session, which a keys-only identity cannot have.
+        raise Refused(
+            AUTH_FAILED,
+            f"identity {request.identity!r} authenticates only with Airlock keys: reauthorize must carry "
+            "the session's key_id (Grant.key_id)",
+        )
     return _Proof(method="oidc")
 
 

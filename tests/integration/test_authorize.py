@@ -29,6 +29,8 @@ from shared.policy import parse_policy
 from shared.store import ApiKeyRecord
 from shared.store.dynamo import DynamoApiKeyStore, DynamoPolicyStore
 
+pytestmark = pytest.mark.stack
+
 POLICY = """
 version: 1
 identities:
@@ -321,6 +323,8 @@ def test_reauthorize_of_key_session_rechecks_the_key(env: Env) -> None:
     grant = env.invoke(env.contractor, issue(env))["grant"]
     again = {"action": "reauthorize", "grant_id": grant["grant_id"], "key_id": grant["key_id"]}
     assert env.invoke(env.contractor, None, **again)["grant"]["key_id"] == grant["key_id"]
+    without_key = {k: v for k, v in again.items() if k != "key_id"}
+    refused(env.invoke(env.contractor, None, **without_key), "28P01", "must carry the session's key_id")
     admin.revoke_keys(env.contractor)
     refused(env.invoke(env.contractor, None, **again), "28P01", "has been revoked")
 
