@@ -138,8 +138,6 @@ class SessionRecorder:
         """Record agent->proxy bytes of the startup/auth phase with passwords and tokens redacted."""
         redacted = redact_startup_and_auth(data)
         kind = EventKind.WIRE if redacted == data else EventKind.WIRE_REDACTED
-        # Counts say what crossed the wire, even though the recording holds less.
-        self._bytes[Direction.AGENT_TO_PROXY] += len(data) - len(redacted)
         return self.record_bytes(Direction.AGENT_TO_PROXY, redacted, kind=kind, now_ns=now_ns)
 
     def record_decision(

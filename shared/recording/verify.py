@@ -193,9 +193,8 @@ def _verify(source: SessionSource, public_key: bytes | ec.EllipticCurvePublicKey
         raise _Defect(
             f"manifest: counts say {c.events} events / {c.decisions} decisions, chunks hold {next_seq} / {decisions}"
         )
-    # Redaction shortens recorded bytes, so the wire counts are an upper bound on what was recorded.
-    if wire[0] > c.bytes_agent_to_proxy or wire[1] > c.bytes_proxy_to_agent:
-        raise _Defect("manifest: byte counts are smaller than the bytes recorded")
+    if wire != [c.bytes_agent_to_proxy, c.bytes_proxy_to_agent]:
+        raise _Defect("manifest: byte counts differ from the bytes recorded")
 
     named = {c.key.rsplit("/", 1)[-1] for c in m.chunks} | {MANIFEST_NAME}
     for name in source.names():
