@@ -62,23 +62,28 @@ def authorize(request: AuthorizeRequest, deps: AuthorizeDeps) -> AuthorizeRespon
     try:
         grant = _decide(request, deps)
     except Refused as r:
-        logger.info(
-            "refused",
-            extra={"action": request.action, "identity": request.identity, "target": request.target,
-                   "database": request.database, "sqlstate": r.sqlstate, "reason": r.reason},
-        )  # fmt: skip
+        logger.info("refused", extra={**_log_context(request), "sqlstate": r.sqlstate, "reason": r.reason})
         return AuthorizeResponse(decision="refuse", refusal=Refusal(sqlstate=r.sqlstate, reason=r.reason))
     except StoreError as e:
-        logger.exception("storage error; failing closed", extra={"identity": request.identity})
+        logger.exception("storage error; failing closed", extra=_log_context(request))
         reason = f"authorization is temporarily unavailable ({e}); refusing to fail open"
         return AuthorizeResponse(decision="refuse", refusal=Refusal(sqlstate=NOT_AUTHORIZED, reason=reason))
     logger.info(
         "granted",
-        extra={"action": request.action, "identity": grant.identity, "target": grant.target,
-               "database": grant.database, "auth_method": grant.auth_method, "grant_id": grant.grant_id,
-               "policy_version": grant.policy_version, "expires_at": grant.expires_at.isoformat()},
+        extra={**_log_context(request), "auth_method": grant.auth_method, "key_id": grant.key_id,
+               "grant_id": grant.grant_id, "policy_version": grant.policy_version,
+               "expires_at": grant.expires_at.isoformat()},
     )  # fmt: skip
     return AuthorizeResponse(decision="grant", grant=grant)
+
+
+def _log_context(request: AuthorizeRequest) -> dict[str, str]:
+    """Who asked for what, from where: never the token."""
+    return {
+        "action": request.action, "identity": request.identity, "target": request.target,
+        "database": request.database, "client_addr": request.client_addr, "proxy_id": request.proxy_id,
+        "session_id": request.session_id,
+    }  # fmt: skip
 
 
 def _decide(request: AuthorizeRequest, deps: AuthorizeDeps) -> Grant:

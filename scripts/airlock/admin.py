@@ -118,7 +118,7 @@ def list_identities() -> list[IdentityStatus]:
     """Identities of the latest policy plus any revoked ones, with their revocation status."""
     settings = _settings()
     try:
-        records = {r.name: r for r in DynamoIdentityStore(settings).list()}
+        records = {r.name: r for r in DynamoIdentityStore(settings).list_all()}
         try:
             identities = dict(DynamoPolicyStore(settings).latest(settings.policy_name).policy.identities)
         except NotFound:

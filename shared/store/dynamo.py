@@ -159,7 +159,7 @@ class DynamoIdentityStore:
             )
         return self._record(item)
 
-    def list(self) -> list[IdentityRecord]:
+    def list_all(self) -> list[IdentityRecord]:
         with _storage("listing identities"):
             return sorted((self._record(i) for i in self._m.scan()), key=lambda r: r.name)
 

@@ -18,7 +18,6 @@ import pytest
 from airlock import admin
 from airlock.devstack.provision import StackResources
 from airlock.oidc_issuer import IssuerKeys, RunningIssuer, start_issuer
-from devstack_fixtures import moto_endpoint, provisioned_stack  # noqa: F401 - session fixtures
 
 from functions.authorize import app
 from shared.config import ControlPlaneSettings, control_plane_settings
@@ -28,6 +27,7 @@ from shared.observability import logger
 from shared.policy import parse_policy
 from shared.store import ApiKeyRecord
 from shared.store.dynamo import DynamoApiKeyStore, DynamoPolicyStore
+from tests.integration.devstack_fixtures import moto_endpoint, provisioned_stack  # noqa: F401 - session fixtures
 
 pytestmark = pytest.mark.stack
 
