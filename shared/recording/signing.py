@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from .format import SIGNATURE_ALGORITHM, Manifest, RecordingFormatError, Signature
 
@@ -29,22 +28,26 @@ class ManifestSigner(Protocol):
     @property
     def key_id(self) -> str: ...
 
-    def sign_digest(self, digest: bytes) -> bytes:
-        """DER-encoded ECDSA signature of a SHA-256 digest."""
+    def sign(self, message: bytes) -> bytes:
+        """DER-encoded ECDSA P-256 signature over SHA-256 of ``message``."""
         ...
 
 
 def sign_manifest(manifest: Manifest, signer: ManifestSigner) -> Manifest:
     """The manifest with its signature block set (any previous block is ignored and replaced)."""
-    digest = hashlib.sha256(manifest.signing_bytes()).digest()
-    sig = signer.sign_digest(digest)
+    sig = signer.sign(manifest.signing_bytes())
     return manifest.signed(Signature(SIGNATURE_ALGORITHM, signer.key_id, base64.b64encode(sig).decode()))
 
 
 class KmsSigner:
     """Signs with a KMS asymmetric key (ECC_NIST_P256, SIGN_VERIFY). Blocking: call via a thread."""
 
-    def __init__(self, key_id: str, client: KMSClient | None = None) -> None:
+    def __init__(
+        self, key_id: str, client: KMSClient | None = None, *, message_type: Literal["DIGEST", "RAW"] = "DIGEST"
+    ) -> None:
+        # DIGEST: KMS signs our SHA-256, so manifests of any size work (RAW is capped at 4096 bytes;
+        # it exists for emulators that do not implement DIGEST, e.g. moto 5).
+        self.message_type = message_type
         self._key_id = key_id
         self._client: Any = client
         self._resolved_id = ""
@@ -63,10 +66,11 @@ class KmsSigner:
         # The manifest names the key ARN that signed, not an alias that may be repointed later.
         return self._resolved_id or self._key_id
 
-    def sign_digest(self, digest: bytes) -> bytes:
+    def sign(self, message: bytes) -> bytes:
+        body = hashlib.sha256(message).digest() if self.message_type == "DIGEST" else message
         try:
             resp = self.client.sign(
-                KeyId=self._key_id, Message=digest, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256"
+                KeyId=self._key_id, Message=body, MessageType=self.message_type, SigningAlgorithm="ECDSA_SHA_256"
             )
         except Exception as e:  # botocore errors have no common base we can import cheaply
             raise SigningError(f"KMS sign with {self._key_id} failed: {e}") from e
@@ -94,8 +98,8 @@ class LocalKeySigner:
     def key_id(self) -> str:
         return self._key_id
 
-    def sign_digest(self, digest: bytes) -> bytes:
-        return self.private_key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    def sign(self, message: bytes) -> bytes:
+        return self.private_key.sign(message, ec.ECDSA(hashes.SHA256()))
 
     def public_key_der(self) -> bytes:
         return self.private_key.public_key().public_bytes(

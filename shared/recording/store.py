@@ -19,7 +19,6 @@ from .format import MANIFEST_NAME
 from .recorder import SealedChunk
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
-_NO_RETENTION = frozenset({"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError"})
 
 
 class RecordingStoreError(Exception):
@@ -76,6 +75,7 @@ class ChunkStore:
                 Key=key,
                 Body=data,
                 ContentType=content_type,
+                ChecksumAlgorithm="SHA256",  # Object Lock puts need the checksum header, not just a value
                 ChecksumSHA256=checksum,
                 ObjectLockMode="COMPLIANCE",
                 ObjectLockRetainUntilDate=retain_until,
@@ -126,20 +126,19 @@ class ChunkStore:
 
     def retention(self, key: str) -> Retention | None:
         """The Object Lock retention of the current version, or None if it has none."""
+        # HEAD carries the lock headers (given s3:GetObjectRetention), one call instead of two.
         try:
-            resp = self.client.get_object_retention(Bucket=self.bucket, Key=key)
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
-            if _code(e) in _NO_RETENTION:
-                return None
-            if _code(e) in _NOT_FOUND or _code(e) == "NoSuchVersion":
+            if _code(e) in _NOT_FOUND:
                 raise ObjectMissing(f"s3://{self.bucket}/{key} does not exist") from e
-            raise RecordingStoreError(f"retention of s3://{self.bucket}/{key}: {_describe(e)}") from e
+            raise RecordingStoreError(f"head s3://{self.bucket}/{key}: {_describe(e)}") from e
         except BotoCoreError as e:
-            raise RecordingStoreError(f"retention of s3://{self.bucket}/{key}: {e}") from e
-        r = resp.get("Retention") or {}
-        if "Mode" not in r or "RetainUntilDate" not in r:
+            raise RecordingStoreError(f"head s3://{self.bucket}/{key}: {e}") from e
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        if not mode or not isinstance(until, datetime):
             return None
-        return Retention(r["Mode"], r["RetainUntilDate"])
+        return Retention(str(mode), until)
 
     def find_session_prefix(self, session_id: str) -> str | None:
         """``sessions/dt=.../<id>/`` for a session id, searching the date partitions (newest first)."""
