@@ -356,7 +356,7 @@ class PgSession:
             request = AuthorizeRequest(
                 action="reauthorize", identity=grant.identity, target=grant.target, database=grant.database,
                 client_addr=self.client_addr, proxy_id=self.settings.proxy_id, session_id=self.session_id,
-                grant_id=grant.grant_id,
+                grant_id=grant.grant_id, key_id=grant.key_id,
             )
             try:
                 answer = await self.server.control_plane.authorize(request)

@@ -202,8 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .admin import AdminError
+
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except AdminError as e:
+        sys.exit(f"airlock: {e}")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,10 @@ class DevStack:
         self.lambda_endpoint = start_lambda_endpoint(self.resources)
         self._start_proxy()
         info = {
-            "proxy": {"host": "127.0.0.1", "port": self.proxy_port},
+            "proxy": {"host": "127.0.0.1", "port": self.proxy_port,
+                      "pid": self.proxy.pid if self.proxy else None, "log": str(self.state_dir / "proxy.log")},
+            # What a second proxy process needs to join this stack (no secrets: dummy AWS keys only).
+            "proxy_env": self._proxy_env_without_port,
             "target": {"dsn": self.postgres.dsn(DEMO_DATABASE), "host": "127.0.0.1", "port": self.postgres.port},
             "aws_endpoint": self.moto.url,
             "lambda_endpoint": self.lambda_endpoint.url,
@@ -117,8 +120,10 @@ class DevStack:
             "pid": os.getpid(),
             "env": {**self.env, **self._control_plane_env()},
         }
-        self.stack_file.write_text(json.dumps(info, indent=2))
-        self.stack_file.chmod(0o600)
+        staging = self.stack_file.with_suffix(".tmp")
+        staging.touch(mode=0o600)
+        staging.write_text(json.dumps(info, indent=2))
+        staging.replace(self.stack_file)  # readers never see a half-written file
         return info
 
     def _control_plane_env(self) -> dict[str, str]:
@@ -135,28 +140,34 @@ class DevStack:
             client.put_secret_value(SecretId=name, SecretString=body)
 
     def _start_proxy(self) -> None:
-        assert self.lambda_endpoint is not None and self.resources is not None
-        cert, key, _ = ensure_dev_certificate(self.state_dir / "tls")
         self.proxy_port = self.proxy_port or free_port()
         env = {
             **os.environ,
-            **self.env,
-            **self._control_plane_env(),
-            "AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint.url,
-            "AIRLOCK_AUTHORIZE_FUNCTION": self.resources.physical_ids["AuthorizeFunction"],
-            "AIRLOCK_PROXY_LISTEN_HOST": "127.0.0.1",
+            **self._proxy_env_without_port,
             "AIRLOCK_PROXY_LISTEN_PORT": str(self.proxy_port),
-            "AIRLOCK_PROXY_TLS_CERT": str(cert),
-            "AIRLOCK_PROXY_TLS_KEY": str(key),
-            "AIRLOCK_PROXY_DEFAULT_TARGET": DEMO_TARGET,
-            "AIRLOCK_PROXY_PROXY_ID": f"local-{secrets.token_hex(3)}",
-            "AIRLOCK_PROXY_DRAIN_SECONDS": "5",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "scripts"), os.environ.get("PYTHONPATH", "")]),
             **self.proxy_env,
         }
         log = open(self.state_dir / "proxy.log", "ab")  # noqa: SIM115 - the child owns it
         self.proxy = subprocess.Popen([sys.executable, "-m", "proxy"], env=env, cwd=ROOT, stdout=log, stderr=log)
         wait_for_port("127.0.0.1", self.proxy_port, self.proxy, timeout=20)
+
+    @property
+    def _proxy_env_without_port(self) -> dict[str, str]:
+        assert self.lambda_endpoint is not None and self.resources is not None
+        cert, key, _ = ensure_dev_certificate(self.state_dir / "tls")
+        return {
+            **self.env,
+            **self._control_plane_env(),
+            "AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint.url,
+            "AIRLOCK_AUTHORIZE_FUNCTION": self.resources.physical_ids["AuthorizeFunction"],
+            "AIRLOCK_PROXY_LISTEN_HOST": "127.0.0.1",
+            "AIRLOCK_PROXY_TLS_CERT": str(cert),
+            "AIRLOCK_PROXY_TLS_KEY": str(key),
+            "AIRLOCK_PROXY_DEFAULT_TARGET": DEMO_TARGET,
+            "AIRLOCK_PROXY_PROXY_ID": f"local-{secrets.token_hex(3)}",
+            "AIRLOCK_PROXY_DRAIN_SECONDS": "5",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "scripts")]),
+        }
 
     def restart_proxy(self) -> None:
         self.stop_proxy()
