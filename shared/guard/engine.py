@@ -1,0 +1,137 @@
+"""Judge statements against a session's guardrails: one ``Decision`` per statement.
+
+Order of evaluation, per statement:
+1. an effect that could not be established (kind ``unknown``, or ``unknown`` among its nested effects:
+   a syntax error, an unknown prepared statement, SQL computed at run time) gets the policy's
+   ``unknown`` action (deny unless configured otherwise); no rule can allow it by accident;
+2. otherwise the first rule (in policy order) whose ``match`` matches decides;
+3. otherwise the policy's ``default`` action.
+With ``dry_run`` every decision is still made and recorded, but ``enforced`` is False.
+
+Decisions are cached per query string (LRU, bounded), so a repeated statement costs a dict lookup. A
+string whose verdict depends on session state (``EXECUTE x``) is re-resolved against the session's
+prepared statements on every call; only its parse is cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from shared.guard.classify import classify
+from shared.guard.kinds import ClassifiedStatement, StatementKind
+from shared.guard.prepared import PreparedStatements
+from shared.guard.rules import Action, GuardrailsPolicy, GuardRule
+from shared.pgwire.messages import build_error
+
+INSUFFICIENT_PRIVILEGE = "42501"
+UNKNOWN_RULE = "unknown"  # the rule name reported when the unknown action decided
+DEFAULT_RULE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    rule: str  # the rule's name, or "unknown" / "default"
+    reason: str
+    kind: StatementKind
+    statement: str
+    enforced: bool  # False under dry_run: record what would have happened, do not block
+    classified: ClassifiedStatement
+
+    @property
+    def blocks(self) -> bool:
+        """The proxy must not forward this statement (deny, or a hold until it is approved)."""
+        return self.enforced and self.action is not Action.ALLOW
+
+    def message(self) -> str:
+        """What the agent reads, e.g. ``Airlock denied DROP TABLE: rule "no-ddl": ask for a CR``."""
+        what = self.classified.label
+        if self.rule == UNKNOWN_RULE:
+            head = f"Airlock {_verb(self.action)} a statement whose effect it could not establish"
+        else:
+            head = f"Airlock {_verb(self.action)} {what}: rule \"{self.rule}\""
+        return f"{head}: {self.reason}" if self.reason else head
+
+    def error_response(self) -> bytes:
+        """ErrorResponse (SQLSTATE 42501) for a blocked statement; the session continues."""
+        hint = None
+        if self.action is Action.HOLD:
+            hint = "approvals are not available on this connection yet, so a held statement is refused"
+        return build_error("ERROR", INSUFFICIENT_PRIVILEGE, self.message(), hint=hint)
+
+
+def _verb(action: Action) -> str:
+    return {Action.ALLOW: "allowed", Action.DENY: "denied", Action.HOLD: "held"}[action]
+
+
+class GuardrailEngine:
+    """Stateless apart from its decision cache; share one per policy snapshot (grant)."""
+
+    def __init__(
+        self,
+        policy: GuardrailsPolicy,
+        *,
+        identity: str | None = None,
+        target: str | None = None,
+        database: str | None = None,
+    ) -> None:
+        self.policy = policy
+        # Scope is fixed per grant, so rules for other identities/targets are dropped once, here.
+        self.rules: tuple[GuardRule, ...] = tuple(
+            r for r in policy.rules if r.match.in_scope(identity, target, database)
+        )
+        self._cache: OrderedDict[str, tuple[Decision, ...]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def judge(self, sql: str, session: PreparedStatements | None = None) -> list[Decision]:
+        """One decision per statement of ``sql`` (an empty list for an empty query).
+
+        With a ``session``, PREPARE / DEALLOCATE / DISCARD ALL update it, and EXECUTE is judged by the
+        prepared body; without one, EXECUTE is unknown.
+        """
+        cached = self._cache.get(sql)
+        if cached is not None:
+            self.hits += 1
+            self._cache.move_to_end(sql)
+            if session is not None:
+                for d in cached:
+                    session.observe(d.classified)
+            return list(cached)
+        self.misses += 1
+        tracker = session if session is not None else PreparedStatements()
+        decisions = []
+        dependent = False
+        for stmt in classify(sql):
+            dependent = dependent or stmt.session_dependent
+            decisions.append(self.decide(tracker.resolve(stmt)))
+            tracker.observe(stmt)
+        if not dependent and self.policy.cache_size:
+            self._cache[sql] = tuple(decisions)
+            if len(self._cache) > self.policy.cache_size:
+                self._cache.popitem(last=False)
+        return decisions
+
+    def judge_parse(self, name: str, sql: str, session: PreparedStatements) -> Decision:
+        """An extended-protocol Parse: track the named statement and judge it."""
+        return self.decide(session.track_parse(name, sql))
+
+    def decide(self, stmt: ClassifiedStatement) -> Decision:
+        """The decision for one classified (and, for EXECUTE, resolved) statement."""
+        if StatementKind.UNKNOWN in stmt.effects:
+            return self._decision(stmt, self.policy.unknown, UNKNOWN_RULE, stmt.error or "unrecognised statement")
+        for rule in self.rules:
+            if rule.match.matches(stmt):
+                return self._decision(stmt, rule.action, rule.name, rule.reason)
+        reason = "" if self.policy.default is Action.ALLOW else "not allowed by default"
+        return self._decision(stmt, self.policy.default, DEFAULT_RULE, reason)
+
+    def _decision(self, stmt: ClassifiedStatement, action: Action, rule: str, reason: str) -> Decision:
+        return Decision(action, rule, reason, stmt.kind, stmt.text, not self.policy.dry_run, stmt)
+
+
+def first_block(decisions: list[Decision]) -> Decision | None:
+    """The decision that refuses a multi-statement string, if any: the server runs all or nothing of a
+    simple Query only inside its implicit transaction, so the proxy refuses the whole string."""
+    return next((d for d in decisions if d.blocks), None)

@@ -1,0 +1,120 @@
+"""What a statement does: its kind, its nested effects, the tables and functions it touches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class StatementKind(StrEnum):
+    """The effect class of a statement; also used for each nested effect."""
+
+    SELECT = "select"
+    INSERT = "insert"
+    UPDATE = "update"
+    DELETE = "delete"
+    UPDATE_NO_WHERE = "update_no_where"
+    DELETE_NO_WHERE = "delete_no_where"
+    MERGE = "merge"
+    COPY_TO_CLIENT = "copy_to_client"
+    COPY_FROM_CLIENT = "copy_from_client"
+    COPY_PROGRAM = "copy_program"
+    COPY_SERVER_FILE = "copy_server_file"
+    DDL_CREATE = "ddl_create"
+    DDL_ALTER = "ddl_alter"
+    DROP = "drop"
+    TRUNCATE = "truncate"
+    GRANT = "grant"
+    REVOKE = "revoke"
+    ROLE_ADMIN = "role_admin"
+    CREATE_FUNCTION = "create_function"
+    DO_BLOCK = "do_block"
+    CALL = "call"
+    SET_ROLE = "set_role"
+    SET_SESSION_AUTHORIZATION = "set_session_authorization"
+    ALTER_SYSTEM = "alter_system"
+    LOAD = "load"
+    SET = "set"
+    SHOW = "show"
+    TRANSACTION = "transaction"
+    PREPARE = "prepare"
+    EXECUTE = "execute"
+    DEALLOCATE = "deallocate"
+    EXPLAIN = "explain"
+    EXPLAIN_ANALYZE = "explain_analyze"
+    CURSOR = "cursor"
+    LISTEN = "listen"
+    NOTIFY = "notify"
+    VACUUM = "vacuum"
+    ANALYZE = "analyze"
+    MAINTENANCE = "maintenance"
+    LOCK = "lock"
+    # A call to a built-in function with side effects (pg_terminate_backend, pg_read_file, ...).
+    SIDE_EFFECT_FUNCTION = "side_effect_function"
+    # A call to a function Airlock cannot see into (user-defined, extension): rules decide.
+    OPAQUE_FUNCTION = "opaque_function"
+    UNKNOWN = "unknown"
+
+
+# Kinds that change data or schema; a convenience for rules and reports ("is this read-only?").
+WRITE_KINDS: frozenset[StatementKind] = frozenset(
+    {
+        StatementKind.INSERT, StatementKind.UPDATE, StatementKind.DELETE, StatementKind.UPDATE_NO_WHERE,
+        StatementKind.DELETE_NO_WHERE, StatementKind.MERGE, StatementKind.COPY_FROM_CLIENT,
+        StatementKind.COPY_PROGRAM, StatementKind.COPY_SERVER_FILE, StatementKind.DDL_CREATE,
+        StatementKind.DDL_ALTER, StatementKind.DROP, StatementKind.TRUNCATE, StatementKind.GRANT,
+        StatementKind.REVOKE, StatementKind.ROLE_ADMIN, StatementKind.CREATE_FUNCTION,
+        StatementKind.ALTER_SYSTEM,
+    }
+)
+
+
+class Access(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True, slots=True)
+class TableRef:
+    """A relation named by the statement; ``schema`` is None when the name was unqualified."""
+
+    schema: str | None
+    name: str
+    access: Access
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifiedStatement:
+    """One statement of a query string, classified by effect (the guardrail engine's input).
+
+    ``effects`` always contains ``kind`` plus every nested effect (a CTE that deletes, a side-effect
+    function in a subquery, the body of EXPLAIN ANALYZE or of an EXECUTEd prepared statement).
+    ``span`` is the statement's (start, end) character offsets in the query string.
+    """
+
+    kind: StatementKind
+    effects: frozenset[StatementKind]
+    text: str
+    span: tuple[int, int]
+    label: str  # command name for messages, e.g. "DROP TABLE"
+    tables: tuple[TableRef, ...] = ()
+    functions: tuple[str, ...] = ()  # lower-cased, schema-qualified as written
+    name: str | None = None  # PREPARE / EXECUTE / DEALLOCATE target (None with DEALLOCATE ALL)
+    body: ClassifiedStatement | None = None  # PREPAREd / EXPLAINed / DECLAREd statement
+    copy_format: str | None = None  # "text", "csv" or "binary" for COPY
+    error: str | None = None  # why the kind is unknown
+
+    @property
+    def session_dependent(self) -> bool:
+        """True when the verdict depends on session state (EXECUTE of a prepared statement)."""
+        return self.kind is StatementKind.EXECUTE or (
+            self.body is not None and self.body.kind is StatementKind.EXECUTE
+        )
+
+
+# The issue's name for the classifier's output.
+StatementVerdictInput = ClassifiedStatement
