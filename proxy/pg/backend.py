@@ -65,6 +65,8 @@ class BackendConnection:
     protocol: int = PROTOCOL_3_0
     ready_status: bytes = b"I"
     tls: bool = False
+    # How we proved ourselves to the backend: "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "md5", "password", "trust".
+    auth_mechanism: str = "trust"
     # Whole messages to replay to the agent after our AuthenticationOk, in order.
     greeting: list[bytes] = field(default_factory=list)
 
@@ -165,14 +167,17 @@ async def _authenticate(conn: BackendConnection, ref: BackendRef, credential: Ba
             if not conn.tls and not _is_loopback(ref.host):
                 raise _violation("backend asked for a cleartext password over an unencrypted connection")
             conn.writer.write(m.build_password_message(credential.password))
+            conn.auth_mechanism = "password"
         elif code == AUTH_MD5:
             inner = hashlib.md5((credential.password + credential.username).encode()).hexdigest()
             outer = hashlib.md5(inner.encode() + data[:4]).hexdigest()
             conn.writer.write(m.build_password_message("md5" + outer))
+            conn.auth_mechanism = "md5"
         elif code == AUTH_SASL:
             scram = _scram_client(conn, m.parse_sasl_mechanisms(data), credential)
             first = scram.get_client_first().encode()
             conn.writer.write(m.build_sasl_initial_response(scram.mechanism_name, first))
+            conn.auth_mechanism = scram.mechanism_name
         elif code == AUTH_SASL_CONTINUE and scram is not None:
             try:
                 scram.set_server_first(data.decode())
