@@ -7,7 +7,9 @@ import contextlib
 import logging
 import signal
 import ssl
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -38,12 +40,21 @@ class Metrics:
 
 
 def agent_tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
-    if settings.tls_cert is None or settings.tls_key is None:
-        return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
-    return ctx
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+        return ctx
+    if settings.tls_cert_pem and settings.tls_key_pem is not None:
+        # ssl can only load files: write them to a private directory and remove it at once.
+        with tempfile.TemporaryDirectory(prefix="airlock-tls-") as directory:
+            cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+            cert.write_text(settings.tls_cert_pem)
+            key.touch(mode=0o600)
+            key.write_text(settings.tls_key_pem.get_secret_value())
+            ctx.load_cert_chain(cert, key)
+        return ctx
+    return None
 
 
 class ProxyServer:

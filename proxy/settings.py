@@ -6,7 +6,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,9 @@ class ProxySettings(BaseSettings):
     # PEM files for TLS toward agents. Without them the proxy cannot accept passwords (tokens).
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The same as PEM text (ECS injects them from Secrets Manager); used when the paths are unset.
+    tls_cert_pem: str | None = None
+    tls_key_pem: SecretStr | None = None
     # Name of the authorize Lambda (function name or ARN).
     authorize_function: str = Field(default="airlock-authorize", validation_alias="AIRLOCK_AUTHORIZE_FUNCTION")
     # Target used when the agent's dbname does not say "<target>/<database>".

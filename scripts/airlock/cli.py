@@ -116,12 +116,28 @@ def mint_dev_token(state_dir: Path, identity: str, ttl_seconds: int = 900) -> st
 
 
 def dev_psql(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from .devstack.postgres import EmbeddedPostgres
+    from .devstack.tunnel import TlsTunnel
+
     info = _load_stack(args.state_dir)
     token = mint_dev_token(args.state_dir, args.identity)
-    conninfo = (f"host={info['proxy']['host']} port={info['proxy']['port']} dbname={info['database']} "
-                f"user={args.identity} sslmode=require")
+    psql = os.environ.get("AIRLOCK_PSQL") or info["psql"]
     env = {**os.environ, "PGPASSWORD": token}
-    os.execvpe(info["psql"], [info["psql"], conninfo, *args.psql_args], env)
+    host, port, sslmode = info["proxy"]["host"], info["proxy"]["port"], "require"
+    tunnel = None
+    if Path(psql).is_relative_to(EmbeddedPostgres.bin_dir):
+        # The wheel's psql has no SSL: reach the proxy through a loopback TLS tunnel.
+        tunnel = TlsTunnel(host, port, Path(info["tls_ca"]))
+        host, port, sslmode = "127.0.0.1", tunnel.start(), "disable"
+    conninfo = f"host={host} port={port} dbname={info['database']} user={args.identity} sslmode={sslmode}"
+    try:
+        code = subprocess.call([psql, conninfo, *args.psql_args], env=env)
+    finally:
+        if tunnel is not None:
+            tunnel.stop()
+    sys.exit(code)
 
 
 # ---------------------------------------------------------------------- control plane
