@@ -66,7 +66,13 @@ class AirlockStack:
             check=check,
             cwd=ROOT,
             timeout=60,
+            env=self.env(),
         )
+
+    def env(self) -> dict[str, str]:
+        """This stack's AWS endpoint and names, whatever endpoint this test process points at."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRLOCK_"))}
+        return {**clean, **self.info["env"]}
 
     def proxy_log(self) -> str:
         return Path(self.info["proxy"]["log"]).read_text(errors="replace")
@@ -76,7 +82,7 @@ class AirlockStack:
         """A second proxy process joined to this stack (same control plane and target)."""
         port = free_port()
         env = {
-            **os.environ,
+            **self.env(),
             **self.info["proxy_env"],
             "AIRLOCK_PROXY_LISTEN_PORT": str(port),
             **{f"AIRLOCK_PROXY_{k.upper()}": v for k, v in settings.items()},
@@ -107,6 +113,7 @@ class AirlockStack:
 def start_stack(state_dir: Path, timeout: float = 180) -> AirlockStack:
     log_path = state_dir / "dev-up.log"
     log = open(log_path, "wb")  # noqa: SIM115
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRLOCK_"))}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -124,6 +131,7 @@ def start_stack(state_dir: Path, timeout: float = 180) -> AirlockStack:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        env=clean,
     )
     stack_file = state_dir / "stack.json"
     deadline = time.monotonic() + timeout

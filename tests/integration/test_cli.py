@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -32,7 +31,7 @@ def test_readme_psql_line_works(stack: AirlockStack) -> None:
 
 @pytest.mark.parametrize("which_psql", ["path", "wheel"])
 def test_dev_psql_one_step(stack: AirlockStack, which_psql: str) -> None:
-    env = dict(os.environ)
+    env = stack.env()
     if which_psql == "wheel":
         env["AIRLOCK_PSQL"] = str(EmbeddedPostgres.bin_dir / "psql")  # built without SSL: goes via the tunnel
     for identity in ("ci-nightly", "contractor"):
