@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from airlock.devstack.aws import MotoEndpoint, aws_env, start_moto
 from airlock.devstack.demo_data import DemoDatabase, seed_demo
 from airlock.devstack.postgres import EmbeddedPostgres

@@ -15,10 +15,10 @@ from typing import Any
 
 import jwt
 import pytest
+
 from airlock import admin
 from airlock.devstack.provision import StackResources
 from airlock.oidc_issuer import IssuerKeys, RunningIssuer, start_issuer
-
 from functions.authorize import app
 from shared.config import ControlPlaneSettings, control_plane_settings
 from shared.identity import oidc

@@ -7,10 +7,10 @@ from typing import Any
 
 import boto3
 import pytest
-from airlock.devstack.provision import StackResources, provision
-from airlock.devstack.template import Resolver, load_template
 from botocore.exceptions import ClientError
 
+from airlock.devstack.provision import StackResources, provision
+from airlock.devstack.template import Resolver, load_template
 from tests.integration.devstack_fixtures import TEMPLATE, TEST_STACK, moto_endpoint, provisioned_stack  # noqa: F401
 
 pytestmark = pytest.mark.stack

@@ -6,10 +6,10 @@ import subprocess
 
 import psycopg
 import pytest
-from airlock.devstack.demo_data import APP_ROLE, CUSTOMERS, ORDERS, DemoDatabase, seed_demo
-from airlock.devstack.postgres import EmbeddedPostgres
 from stdnum import luhn
 
+from airlock.devstack.demo_data import APP_ROLE, CUSTOMERS, ORDERS, DemoDatabase, seed_demo
+from airlock.devstack.postgres import EmbeddedPostgres
 from tests.integration.devstack_fixtures import demo_database, embedded_pg  # noqa: F401
 
 pytestmark = pytest.mark.stack

@@ -9,10 +9,10 @@ from typing import Any
 
 import boto3
 import pytest
+
 from airlock.devstack.aws import MotoEndpoint
 from airlock.devstack.lambda_endpoint import LambdaEndpoint, start_lambda_endpoint
 from airlock.devstack.provision import provision
-
 from tests.integration.devstack_fixtures import moto_endpoint  # noqa: F401
 
 pytestmark = pytest.mark.stack
