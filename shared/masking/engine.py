@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from shared.masking.actions import Tokenizer
-from shared.masking.detectors import PREFILTER
+from shared.masking.detectors import candidate_spans, candidates
 from shared.masking.rules import MaskAction, MaskingPolicy
 from shared.masking.values import ALWAYS_DECODE, UNDECODABLE, Mode, ValueMasker, mode_for
 from shared.pgwire.errors import ProtocolViolation
@@ -91,7 +91,7 @@ class ResultMasker:
 
     def prefilter(self, data: bytes) -> bool:
         """True if any detector might match somewhere in ``data`` (a whole read buffer)."""
-        return self.policy.enabled and PREFILTER.search(data) is not None
+        return self.policy.enabled and candidates(data)
 
     # ---------------------------------------------------------------- query results
 
@@ -123,7 +123,11 @@ class ResultMasker:
     def mask_data_row(self, plan: ColumnPlan, body: bytes) -> bytes | None:
         """A new DataRow message, or None when the row needs nothing (forward it byte-identical)."""
         active = plan.active
-        if not active or (not plan.forced and PREFILTER.search(body) is None):
+        if not active:
+            return None
+        # Prefilter hits locate the values worth decoding; a row without any skips the walk entirely.
+        hits = sorted(candidate_spans(body))
+        if not hits and not plan.forced:
             return None
         if len(body) < 2 or _I16.unpack_from(body)[0] != len(plan.columns):
             raise ProtocolViolation("DataRow does not match its RowDescription")
@@ -132,6 +136,7 @@ class ResultMasker:
         pos = 2
         unpack = _I32.unpack_from
         size = len(body)
+        hit = 0
         for i in range(len(plan.columns)):
             if pos + 4 > size:
                 raise ProtocolViolation("invalid DataRow")
@@ -147,11 +152,15 @@ class ResultMasker:
                 raise ProtocolViolation("invalid DataRow value length")
             col = active.get(i)
             if col is not None:
-                changed, new = self._value(col, body[start:end])
-                if changed:
-                    pieces.append(body[last:pos])
-                    pieces.append(_NULL if new is None else _I32.pack(len(new)) + new)
-                    last = end
+                while hit < len(hits) and hits[hit][1] <= start:
+                    hit += 1
+                flagged = hit < len(hits) and hits[hit][0] < end
+                if flagged or col.rule is not None or col.mode in ALWAYS_DECODE:
+                    changed, new = self._value(col, body[start:end])
+                    if changed:
+                        pieces.append(body[last:pos])
+                        pieces.append(_NULL if new is None else _I32.pack(len(new)) + new)
+                        last = end
             pos = end
         if pos != size:
             raise ProtocolViolation("invalid DataRow: trailing bytes")
@@ -165,7 +174,7 @@ class ResultMasker:
         try:
             if col.rule is not None:
                 return True, self.values.apply(col.rule, col.type_oid, col.format, value, col.name)
-            new = self.values.scan(col.mode, value)
+            new = self.values.scan(col.mode, value, prefiltered=True)
         except (ValueError, struct.error, UnicodeError):
             # Fail closed: what cannot be read cannot be shown.
             self.values.counts[UNDECODABLE] += 1
@@ -180,7 +189,7 @@ class ResultMasker:
             return None
         if fmt.kind == "binary":
             return self._copy_binary(fmt, data)
-        if PREFILTER.search(data) is None:
+        if not candidates(data):
             return None
         s = data.decode("utf-8", "surrogateescape")
         delimiter = fmt.field_delimiter
@@ -189,7 +198,7 @@ class ResultMasker:
 
     def _copy_binary(self, fmt: CopyFormat, data: bytes) -> bytes | None:
         types = fmt.column_types
-        if not (types and any(mode_for(t, 1) in ALWAYS_DECODE for t in types)) and PREFILTER.search(data) is None:
+        if not (types and any(mode_for(t, 1) in ALWAYS_DECODE for t in types)) and not candidates(data):
             return None
         pos = 0
         if data.startswith(_COPY_SIGNATURE):
@@ -243,7 +252,7 @@ class ResultMasker:
         changed = False
         for code in _ERROR_TEXT_FIELDS:
             value = fields.get(code)
-            if value and PREFILTER.search(value.encode("utf-8", "surrogateescape")):
+            if value and candidates(value.encode("utf-8", "surrogateescape")):
                 new = self.values.text(value)
                 if new is not None:
                     out[code], changed = new, True

@@ -16,7 +16,7 @@ from enum import IntEnum
 
 from shared.masking import binary as b
 from shared.masking.actions import Tokenizer, mask_number, mask_text
-from shared.masking.detectors import PREFILTER, Detector, find, is_card_number, normalize
+from shared.masking.detectors import Detector, candidates, find, is_card_number, normalize
 from shared.masking.rules import MaskAction
 
 UNDECODABLE = "undecodable"  # count key for fail-closed replacements
@@ -89,10 +89,12 @@ class ValueMasker:
 
     # ---------------------------------------------------------------- detectors inside values
 
-    def scan(self, mode: Mode, value: bytes, elem_oid: int = 0) -> bytes | None:
-        """The masked value, or None when nothing in it needs masking. Raises ValueError if undecodable."""
+    def scan(self, mode: Mode, value: bytes, *, prefiltered: bool = False) -> bytes | None:
+        """The masked value, or None when nothing in it needs masking. Raises ValueError if undecodable.
+
+        ``prefiltered``: the caller already knows the prefilter hit inside this value."""
         if mode in PREFILTERABLE:
-            if PREFILTER.search(value) is None:
+            if not prefiltered and not candidates(value):
                 return None
             if mode is Mode.JSONB_BINARY:
                 if value[:1] != b.JSONB_VERSION:
