@@ -92,6 +92,9 @@ def classify(sql: str) -> list[ClassifiedStatement]:
 
 @lru_cache(maxsize=4096)
 def _classify_cached(sql: str) -> tuple[ClassifiedStatement, ...]:
+    if "\0" in sql:
+        # The parser reads a C string: it would silently judge only the text before the NUL.
+        return (_unknown(sql, (0, len(sql)), "NUL byte in statement text"),)
     try:
         raws = parse_sql(sql)
     except ParseError as e:

@@ -44,9 +44,10 @@ SIDE_EFFECT_FUNCTIONS: frozenset[str] = frozenset(
         "pg_replication_origin_session_setup", "pg_sync_replication_slots",
         # Sequences and notifications: writes a SELECT can make. nextval is everyday usage, setval is not.
         "setval", "pg_notify",
-        # Locks that outlive the statement (session advisory locks) and deliberate stalls.
+        # Locks that outlive the statement (session advisory locks). (pg_sleep is not here: it stalls
+        # only its own session, which statement_timeout and cancel already govern.)
         "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
-        "pg_try_advisory_lock_shared", "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+        "pg_try_advisory_lock_shared",
         # BRIN maintenance.
         "brin_summarize_new_values", "brin_summarize_range", "brin_desummarize_range",
         "gin_clean_pending_list",

@@ -1,0 +1,147 @@
+"""Corpus-driven classification tests: every entry of corpus.yaml is one test case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.guard import PreparedStatements, StatementKind, classify
+from shared.guard.kinds import ClassifiedStatement
+
+CORPUS: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "corpus.yaml").read_text())
+
+
+def _tables(stmt: ClassifiedStatement) -> list[str]:
+    return sorted(f"{t.qualified}:{t.access}" for t in stmt.tables)
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[f"{i}:{c['sql'][:40]!r}" for i, c in enumerate(CORPUS)])
+def test_corpus(case: dict[str, Any]) -> None:
+    statements = classify(case["sql"])
+    if "kinds" in case:
+        assert [s.kind.value for s in statements] == case["kinds"]
+        return
+    if case["kind"] == "unknown" and len(statements) != 1:
+        pytest.fail(f"expected one unknown statement, got {statements}")
+    assert len(statements) == 1, statements
+    stmt = statements[0]
+    assert stmt.kind.value == case["kind"], (stmt.kind, stmt.error)
+    assert stmt.kind in stmt.effects
+    for effect in case.get("effects", ()):
+        assert StatementKind(effect) in stmt.effects, sorted(stmt.effects)
+    for effect in case.get("not_effects", ()):
+        assert StatementKind(effect) not in stmt.effects, sorted(stmt.effects)
+    if "tables" in case:
+        assert _tables(stmt) == sorted(case["tables"])
+    for fn in case.get("functions", ()):
+        assert fn in stmt.functions, stmt.functions
+
+
+def test_corpus_is_large_and_covers_every_kind() -> None:
+    assert len(CORPUS) >= 300
+    seen = {c["kind"] for c in CORPUS if "kind" in c} | {k for c in CORPUS for k in c.get("kinds", ())}
+    seen |= {e for c in CORPUS for e in c.get("effects", ())}
+    assert seen >= {k.value for k in StatementKind}
+
+
+def test_span_and_text_locate_each_statement() -> None:
+    sql = "SELECT 1;  /* x */ DELETE FROM t WHERE id = 1;\nUPDATE t SET a = 2"
+    first, second, third = classify(sql)
+    assert sql[first.span[0] : first.span[1]].strip() == "SELECT 1" == first.text
+    assert second.text == "DELETE FROM t WHERE id = 1"
+    assert sql[second.span[0] : second.span[1]] == second.text
+    assert third.text == "UPDATE t SET a = 2"
+
+
+def test_span_counts_characters_not_bytes() -> None:
+    sql = "SELECT 'héllo wörld'; DROP TABLE t"
+    _, drop = classify(sql)
+    assert sql[drop.span[0] : drop.span[1]] == "DROP TABLE t"
+
+
+def test_labels_name_the_command() -> None:
+    labels = [s.label for s in classify("DROP TABLE t; DROP VIEW v; SELECT 1 INTO x; DELETE FROM t; "
+                                        "EXPLAIN ANALYZE SELECT 1; CREATE TABLE t (a int); DISCARD ALL")]
+    assert labels == ["DROP TABLE", "DROP VIEW", "SELECT INTO", "DELETE", "EXPLAIN ANALYZE", "CREATE TABLE",
+                      "DISCARD ALL"]
+
+
+def test_copy_format_is_reported() -> None:
+    fmts = [s.copy_format for s in classify("COPY t TO STDOUT; COPY t TO STDOUT (FORMAT csv); "
+                                            "COPY t TO STDOUT WITH BINARY; COPY t TO STDOUT CSV; SELECT 1")]
+    assert fmts == ["text", "csv", "binary", "csv", None]
+
+
+def test_unknown_carries_the_parser_error() -> None:
+    (stmt,) = classify("SELEC 1")
+    assert stmt.kind is StatementKind.UNKNOWN and stmt.error and "syntax error" in stmt.error
+
+
+# ---------------------------------------------------------------- prepared statements
+
+
+def test_execute_gets_the_prepared_body() -> None:
+    session = PreparedStatements()
+    prepare, execute = classify("PREPARE p AS DELETE FROM t; EXECUTE p")
+    session.observe(prepare)
+    resolved = session.resolve(execute)
+    assert resolved.kind is StatementKind.EXECUTE
+    assert {StatementKind.DELETE, StatementKind.DELETE_NO_WHERE} <= resolved.effects
+    assert StatementKind.UNKNOWN not in resolved.effects
+    assert [t.qualified for t in resolved.tables] == ["t"]
+
+
+def test_execute_of_an_unknown_name_is_unknown() -> None:
+    (execute,) = classify("EXECUTE nope")
+    resolved = PreparedStatements().resolve(execute)
+    assert StatementKind.UNKNOWN in resolved.effects and resolved.error
+
+
+def test_deallocate_and_discard_forget() -> None:
+    session = PreparedStatements()
+    for stmt in classify("PREPARE a AS SELECT 1; PREPARE b AS SELECT 2"):
+        session.observe(stmt)
+    assert len(session) == 2
+    session.observe(classify("DEALLOCATE a")[0])
+    assert "a" not in session and "b" in session
+    session.observe(classify("DEALLOCATE ALL")[0])
+    assert len(session) == 0
+    session.observe(classify("PREPARE c AS SELECT 1")[0])
+    session.observe(classify("DISCARD ALL")[0])
+    assert len(session) == 0
+
+
+def test_explain_analyze_execute_resolves() -> None:
+    session = PreparedStatements()
+    session.observe(classify("PREPARE p AS UPDATE t SET a = 1 WHERE id = 2")[0])
+    (stmt,) = classify("EXPLAIN ANALYZE EXECUTE p")
+    resolved = session.resolve(stmt)
+    assert StatementKind.UPDATE in resolved.effects and StatementKind.UNKNOWN not in resolved.effects
+    (plain,) = classify("EXPLAIN EXECUTE p")
+    assert StatementKind.UPDATE not in session.resolve(plain).effects
+
+
+def test_extended_protocol_named_and_unnamed_statements() -> None:
+    session = PreparedStatements()
+    named = session.track_parse("s1", "DELETE FROM t WHERE id = $1")
+    assert named.kind is StatementKind.DELETE and session.lookup("s1") == named
+    session.track_parse("", "SELECT 1")
+    session.track_parse("", "TRUNCATE t")  # a new Parse replaces the unnamed statement
+    unnamed = session.lookup("")
+    assert unnamed is not None and unnamed.kind is StatementKind.TRUNCATE
+    session.on_simple_query()
+    assert session.lookup("") is None and session.lookup("s1") is not None
+    session.close("s1")
+    assert session.lookup("s1") is None
+    # SQL EXECUTE reaches protocol-level names: one namespace on the server.
+    session.track_parse("s2", "DROP TABLE t")
+    assert StatementKind.DROP in session.resolve(classify("EXECUTE s2")[0]).effects
+
+
+def test_parse_with_several_statements_is_unknown() -> None:
+    session = PreparedStatements()
+    assert session.track_parse("x", "SELECT 1; SELECT 2").kind is StatementKind.UNKNOWN
+    assert session.track_parse("y", "").kind is StatementKind.UNKNOWN
