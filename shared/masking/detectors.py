@@ -49,7 +49,8 @@ class Match:
 _CANDIDATES = re.compile(
     r"(?P<ssn>(?<!\d)\d{3}(?P<ssn_sep>[- ])\d{2}(?P=ssn_sep)\d{4}(?!\d))"
     + r"|(?P<card>(?<!\d)\d{4}[ -]?\d{4}(?:[ -]?\d){5,15}(?!\d))"
-    + r"|(?P<private_key>-----BEGIN [A-Z ]*PRIVATE KEY-----\s*[A-Za-z0-9+/=]{20}"
+    # The body may follow real newlines or escaped ones (JSON strings, COPY text format).
+    + r"|(?P<private_key>-----BEGIN [A-Z ]*PRIVATE KEY-----(?:\s|\\[nr])*[A-Za-z0-9+/=]{20}"
     r"(?:.*?-----END [A-Z ]*PRIVATE KEY-----|.*))"
     + r"|(?P<aws_access_key>(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9]))"
     + r"|(?P<aws_secret_key>(?i:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"'\s:=>]{1,6}"
@@ -240,7 +241,7 @@ def _structured(text: str, enabled: frozenset[Detector]) -> list[Match]:
         elif detector is Detector.IBAN:
             length = _iban_span(m.group())
         elif detector is Detector.SSN:
-            length = length if stdnum_ssn.is_valid(m.group()) else 0
+            length = length if stdnum_ssn.is_valid(m.group().replace(" ", "-")) else 0
         elif detector is Detector.JWT:
             length = length if _is_jwt(m.group()) else 0
         if length and detector in enabled:
