@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 
 from shared.masking.rules import MaskAction
 
 REDACTED = "****"
 TOKEN_PREFIX = "tok_"
+_ALNUM = re.compile(r"[^\W_]")  # letters and digits, any script
 
 
 class Tokenizer:
@@ -40,14 +42,12 @@ class Tokenizer:
 def partial(value: str) -> str:
     """Keep the last 4 letters/digits; every earlier one becomes '*'; separators and length stay."""
     keep = 4
-    out = list(value)
-    for i in range(len(out) - 1, -1, -1):
-        if out[i].isalnum():
-            if keep:
-                keep -= 1
-            else:
-                out[i] = "*"
-    return "".join(out)
+    cut = len(value)
+    while cut and keep:
+        cut -= 1
+        if value[cut].isalnum():
+            keep -= 1
+    return _ALNUM.sub("*", value[:cut]) + value[cut:]
 
 
 def mask_text(action: MaskAction, value: str, normalized: str, tokens: Tokenizer) -> str:

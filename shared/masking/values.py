@@ -107,6 +107,10 @@ class ValueMasker:
             out = self.text(s, json_context=mode is Mode.JSON_TEXT, numbers=mode is Mode.NUMBER_ARRAY_TEXT,
                             stop=_STOPS.get(mode, ""))
             return None if out is None else out.encode("utf-8", _SURROGATE)
+        if mode is Mode.ARRAY_BINARY:
+            return self._array(value, None)
+        if Detector.CARD not in self.enabled:
+            return None  # what follows only looks for card numbers hidden in binary numbers
         if mode is Mode.INT_BINARY:
             n = b.decode_int(value)
             if abs(n) < _CARD_MIN or not is_card_number(str(abs(n))):
@@ -117,8 +121,6 @@ class ValueMasker:
             if digits is None or not is_card_number(digits.lstrip("-")):
                 return None
             return b.encode_numeric(self._card_number(digits, 15), dscale)
-        if mode is Mode.ARRAY_BINARY:
-            return self._array(value, None)
         return None
 
     def text(self, s: str, *, json_context: bool = False, numbers: bool = False, stop: str = "",
@@ -156,17 +158,14 @@ class ValueMasker:
 
     def _number_text(self, s: str) -> bytes | None:
         digits = s.strip()
-        if not is_card_number(digits.lstrip("+-")):
+        if Detector.CARD not in self.enabled or not is_card_number(digits.lstrip("+-")):
             return None
         return str(self._card_number(digits, 15)).encode()
 
     def _card_number(self, digits: str, width: int) -> int:
+        """A card number's numeric replacement (callers check that the card detector is on)."""
         self.counts[Detector.CARD.value] += 1
-        action = self.actions.get(Detector.CARD)
-        if action is None:  # the card detector is off: leave the number as it was
-            self.counts[Detector.CARD.value] -= 1
-            return int(digits)
-        return mask_number(action, normalize(Detector.CARD, digits), self.tokens, width)
+        return mask_number(self.actions[Detector.CARD], normalize(Detector.CARD, digits), self.tokens, width)
 
     def _array(self, value: bytes, rule: MaskAction | None, column: str = "") -> bytes | None:
         header, elem, elements = b.decode_array(value)

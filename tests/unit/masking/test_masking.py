@@ -298,3 +298,15 @@ def test_copy_rows_keep_their_field_count(fields_: list[str], kind: str) -> None
     out = ResultMasker(MaskingPolicy()).mask_copy_data(CopyFormat(kind), line.encode("utf-8", "surrogateescape"))
     assert out is not None
     assert out[5:].decode("utf-8", "surrogateescape").count(delimiter) == line.count(delimiter)
+
+
+def test_detector_off_leaves_its_values_alone() -> None:
+    masker = ResultMasker(MaskingPolicy.model_validate({"detectors": {"card": "off"}}))
+    plan = masker.on_row_description(fields([["i", 20, 1], ["t", 20, 0], ["a", 1009, 1], ["n", 25, 0]]))
+    row = [struct.pack("!q", 4111111111111111), b"4111111111111111", array(25, [b"bob@example.com"]),
+           b"4111 1111 1111 1111"]
+    out = masker.mask_data_row(plan, body(row))
+    assert out is not None
+    i, t, a, n = parse_data_row(out[5:])
+    assert (i, t, n) == (row[0], row[1], row[3])
+    assert a is not None and b.decode_array(a)[2] == [b"****"]
