@@ -85,13 +85,16 @@ _OBJECT_LABELS: dict[int, str] = {
 }
 
 
+# Longer texts (bulk INSERTs, generated SQL) are classified every time rather than pinned in memory.
+MAX_CACHED_SQL = 16 * 1024
+
+
 def classify(sql: str) -> list[ClassifiedStatement]:
     """Split ``sql`` into statements and classify each by its effect (see the module docstring)."""
-    return list(_classify_cached(sql))
+    return list(_classify_cached(sql) if len(sql) <= MAX_CACHED_SQL else _classify(sql))
 
 
-@lru_cache(maxsize=4096)
-def _classify_cached(sql: str) -> tuple[ClassifiedStatement, ...]:
+def _classify(sql: str) -> tuple[ClassifiedStatement, ...]:
     if "\0" in sql:
         # The parser reads a C string: it would silently judge only the text before the NUL.
         return (_unknown(sql, (0, len(sql)), "NUL byte in statement text"),)
@@ -108,6 +111,9 @@ def _classify_cached(sql: str) -> tuple[ClassifiedStatement, ...]:
         if raw.stmt is not None:
             out.append(_statement(raw.stmt, sql[start:end].strip(), (start, end)))
     return tuple(out)
+
+
+_classify_cached = lru_cache(maxsize=4096)(_classify)
 
 
 def _unknown(text: str, span: tuple[int, int], error: str) -> ClassifiedStatement:
@@ -346,11 +352,12 @@ class _Walk:
         if qualified not in self.functions:
             self.functions.append(qualified)
         args = list(call.args or ())
-        if name in SIDE_EFFECT_FUNCTIONS:
+        if name == "set_config" and schema in (None, "pg_catalog"):
+            # set_config('x', v, ...) is SET x = v; its risk is the parameter, judged like SET's.
+            self._set_config(args)
+        elif name in SIDE_EFFECT_FUNCTIONS:
             self.effects.add(K.SIDE_EFFECT_FUNCTION)
-            if name == "set_config":
-                self._set_config(args)
-            elif name == "pg_notify":
+            if name == "pg_notify":
                 self.effects.add(K.NOTIFY)
         elif name in SQL_TEXT_FUNCTIONS and schema in (None, "pg_catalog"):
             self._sql_text(args)
@@ -366,6 +373,8 @@ class _Walk:
             self.error = self.error or "set_config() with a computed parameter name"
         elif setting.lower() in IDENTITY_SETTINGS:
             self.effects.add(K(IDENTITY_SETTINGS[setting.lower()]))
+        else:
+            self.effects.add(K.SET)
 
     def _relation_arg(self, name: str, args: list[ast.Node]) -> None:
         """table_to_xml('payments.cards', ...) reads a table no FROM clause names."""
@@ -386,7 +395,7 @@ class _Walk:
             self.effects.add(K.UNKNOWN)
             self.error = self.error or "function runs SQL computed at run time"
             return
-        for inner in _classify_cached(text):
+        for inner in classify(text):
             self.absorb(inner, effects=True)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from shared.guard.classify import classify
+from shared.guard.classify import MAX_CACHED_SQL, classify
 from shared.guard.kinds import ClassifiedStatement, StatementKind
 from shared.guard.prepared import PreparedStatements
 from shared.guard.rules import Action, GuardrailsPolicy, GuardRule
@@ -107,7 +107,7 @@ class GuardrailEngine:
             dependent = dependent or stmt.session_dependent
             decisions.append(self.decide(tracker.resolve(stmt)))
             tracker.observe(stmt)
-        if not dependent and self.policy.cache_size:
+        if not dependent and self.policy.cache_size and len(sql) <= MAX_CACHED_SQL:
             self._cache[sql] = tuple(decisions)
             if len(self._cache) > self.policy.cache_size:
                 self._cache.popitem(last=False)

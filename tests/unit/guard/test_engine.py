@@ -178,3 +178,11 @@ def test_scope_filters_rules_by_identity_target_database() -> None:
 def test_policy_validation(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         GuardrailsPolicy.model_validate(bad)
+
+
+def test_long_statements_are_judged_but_not_cached() -> None:
+    e = engine([NO_DDL])
+    bulk = "INSERT INTO t VALUES " + ", ".join(f"({i})" for i in range(5000))
+    assert e.judge(bulk)[0].kind is StatementKind.INSERT
+    assert e.judge(bulk)[0].kind is StatementKind.INSERT
+    assert e.hits == 0 and len(e._cache) == 0
