@@ -50,6 +50,15 @@ class ColumnPlan:
     active: Mapping[int, Column]  # columns that may need masking, by index
     forced: bool  # some active column must be decoded on every row (the buffer prefilter cannot tell)
 
+    @property
+    def inert(self) -> bool:
+        """No row of this result can ever change: the proxy may skip the masker for it entirely."""
+        return not self.active
+
+    def needs_rows(self, buffer_has_candidates: bool) -> bool:
+        """Whether the DataRows of a buffer must go through ``mask_data_row``."""
+        return bool(self.active) and (self.forced or buffer_has_candidates)
+
 
 @dataclass(frozen=True, slots=True)
 class CopyFormat:

@@ -41,7 +41,7 @@ class Mode(IntEnum):
 
 def mode_for(type_oid: int, fmt: int) -> Mode:
     if fmt == 0:
-        if type_oid in (b.INT8, b.NUMERIC, b.INT2, b.INT4):
+        if type_oid in (b.INT8, b.NUMERIC):  # int2/int4 cannot hold 13 digits
             return Mode.NUMBER_TEXT
         if type_oid in (b.JSON, b.JSONB):
             return Mode.JSON_TEXT
@@ -189,7 +189,7 @@ class ValueMasker:
     def apply(self, action: MaskAction, type_oid: int, fmt: int, value: bytes, column: str) -> bytes | None:
         """Replace a whole value under a column rule; None means "send NULL" (no safe replacement)."""
         self.counts[f"column:{column}"] += 1
-        mode = mode_for(type_oid, fmt)
+        mode = Mode.NUMBER_TEXT if fmt == 0 and type_oid in b.NUMBERS else mode_for(type_oid, fmt)
         if mode is Mode.ARRAY_BINARY:
             self.counts[f"column:{column}"] -= 1
             out = self._array(value, action, column)

@@ -310,3 +310,14 @@ def test_detector_off_leaves_its_values_alone() -> None:
     i, t, a, n = parse_data_row(out[5:])
     assert (i, t, n) == (row[0], row[1], row[3])
     assert a is not None and b.decode_array(a)[2] == [b"****"]
+
+
+def test_plan_tells_the_proxy_when_rows_need_the_masker() -> None:
+    masker = golden_masker()
+    plain = masker.on_row_description(fields([["id", 23, 0], ["at", 1184, 0]]))
+    assert plain.inert and not plain.needs_rows(True)
+    text = masker.on_row_description(fields([["note", 25, 0]]))
+    assert not text.inert and not text.needs_rows(False) and text.needs_rows(True)
+    ruled = masker.on_row_description(fields([["customer_ssn", 25, 0]]))
+    assert ruled.forced and ruled.needs_rows(False)
+    assert masker.on_row_description(fields([["note", 25, 0]])) is text, "plans are cached per RowDescription"
