@@ -13,6 +13,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from shared.controlplane import Grant
+from shared.guard.engine import GuardrailEngine
+
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .pg.cancel import CancelRegistry
@@ -70,6 +73,21 @@ class ProxyServer:
         self._health: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.stopped = asyncio.Event()
+        self._engines: dict[tuple[int, str, str, str], GuardrailEngine] = {}
+
+    def guardrails_for(self, grant: Grant) -> GuardrailEngine | None:
+        """One engine (and so one decision cache) per policy snapshot and scope, shared by sessions."""
+        if grant.guardrails is None:
+            return None
+        key = (grant.policy_version, grant.identity, grant.target, grant.database)
+        engine = self._engines.get(key)
+        if engine is None or engine.policy != grant.guardrails:
+            if len(self._engines) >= 256:
+                self._engines.clear()
+            engine = GuardrailEngine(grant.guardrails, identity=grant.identity, target=grant.target,
+                                     database=grant.database)
+            self._engines[key] = engine
+        return engine
 
     @property
     def port(self) -> int:

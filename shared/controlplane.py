@@ -15,6 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from shared.guard.rules import GuardrailsPolicy
+from shared.masking.rules import MaskingPolicy
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -75,6 +78,9 @@ class Grant(_Model):
     backend: BackendRef
     recording: RecordingMode = RecordingMode.BUFFERED
     retention_days: int = 365
+    # The policy snapshot the proxy enforces for this session (None: not configured).
+    guardrails: GuardrailsPolicy | None = None
+    masking: MaskingPolicy | None = None
     # The Airlock key the session authenticated with (auth_method "key"): reauthorize re-checks it.
     key_id: str | None = None
 

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from shared.controlplane import AuthorizeRequest, Grant
+from shared.guard.rules import Action
+from shared.masking.engine import ResultMasker
 from shared.pgwire import messages as m
 from shared.pgwire.constants import (
     AUTH_CLEARTEXT,
@@ -40,6 +42,7 @@ from shared.pgwire.constants import (
 )
 from shared.pgwire.errors import ProtocolViolation
 from shared.pgwire.framing import Framer
+from shared.session.relay import DecisionEvent, Relay, RelayEvent
 
 from ..controlplane import ControlPlaneError
 from ..credentials import CredentialError
@@ -87,6 +90,7 @@ class PgSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.tls = False
+        self.relay = Relay()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -224,6 +228,11 @@ class PgSession:
             raise self._refuse(sqlstate, f"Airlock refused the connection: {reason}")
         self.grant = grant = answer.grant
         try:
+            self.relay = await self._relay_for(grant)
+        except CredentialError as e:
+            log.error("%s", e, extra={"session_id": self.session_id})
+            raise self._refuse("08006", "Airlock could not load the masking key; refusing to relay unmasked") from e
+        try:
             credential = await self.server.credentials.get(grant.backend.credential_secret)
         except CredentialError as e:
             log.error("%s", e, extra={"session_id": self.session_id})
@@ -251,6 +260,17 @@ class PgSession:
                    "database": grant.database, "policy_version": grant.policy_version,
                    "client": self.client_addr, "backend_pid": backend.pid},
         )
+
+    async def _relay_for(self, grant: Grant) -> Relay:
+        masker = None
+        if grant.masking is not None and grant.masking.enabled:
+            key = None
+            if grant.masking.uses_tokens:
+                if not grant.masking.token_key_ref:
+                    raise CredentialError("the masking policy uses tokens but names no token_key_ref")
+                key = (await self.server.credentials.get_text(grant.masking.token_key_ref)).encode()
+            masker = ResultMasker(grant.masking, token_key=key)
+        return Relay(self.server.guardrails_for(grant), masker)
 
     async def _read_password(self) -> str:
         framer = Framer(limit=SMALL_MESSAGE_LIMIT, allowed=frozenset({ord("p")}), peer="frontend")
@@ -292,6 +312,7 @@ class PgSession:
         read = self.reader.read
         size = self.settings.read_size
         out = backend.writer
+        relay = self.relay
         while True:
             data = await read(size)
             if not data:
@@ -300,19 +321,21 @@ class PgSession:
             self.bytes_in += len(data)
             try:
                 chunk, frames = framer.feed(data)
+                result = relay.from_agent(chunk, frames, time.time_ns())
             except ProtocolViolation as e:
                 self.end_reason = f"protocol violation from agent: {e}"
                 log.warning("%s", self.end_reason, extra={"session_id": self.session_id})
                 self._fatal_nowait(e.sqlstate, f"Airlock: {e}")
                 return
+            self._on_events(result.events)
             for mtype, _, _ in frames:
                 if mtype in _REQUESTS:
                     self.pending += 1
                     self.idle.clear()
                 elif mtype == _X:
                     self.end_reason = "agent terminated"
-            if chunk:
-                out.write(chunk)
+            if result.to_peer:
+                out.writelines(result.to_peer)
                 await out.drain()
             if self.end_reason == "agent terminated":
                 return
@@ -322,6 +345,7 @@ class PgSession:
         read = backend.reader.read
         size = self.settings.read_size
         out = self.writer
+        relay = self.relay
         while True:
             data = await read(size)
             if not data:
@@ -329,11 +353,14 @@ class PgSession:
                 return
             try:
                 chunk, frames = framer.feed(data)
+                result = relay.from_backend(chunk, frames, time.time_ns())
             except ProtocolViolation as e:
                 self.end_reason = f"protocol violation from backend: {e}"
                 log.error("%s", self.end_reason, extra={"session_id": self.session_id})
-                self._fatal_nowait("08P01", "Airlock: protocol error from the target database")
+                self._fatal_nowait("08P01", f"Airlock: {e}")
                 return
+            if result.events:
+                self._on_events(result.events)
             for mtype, start, _ in frames:
                 if mtype == _Z:
                     self.tx_status = chunk[start : start + 1]
@@ -341,10 +368,23 @@ class PgSession:
                         self.pending -= 1
                     if not self.pending:
                         self.idle.set()
-            if chunk:
-                self.bytes_out += len(chunk)
-                out.write(chunk)
+            if result.to_peer:
+                for piece in result.to_peer:
+                    self.bytes_out += len(piece)
+                out.writelines(result.to_peer)
                 await out.drain()
+
+    def _on_events(self, events: list[RelayEvent]) -> None:
+        """Decisions and finished statements: logged now, recorded by the recording layer."""
+        for event in events:
+            if isinstance(event, DecisionEvent) and event.decision.action is not Action.ALLOW:
+                d = event.decision
+                log.info(
+                    "statement %s%s by rule %s: %.200r", d.action.value, "" if d.enforced else " (dry run)",
+                    d.rule, d.statement,
+                    extra={"session_id": self.session_id, "identity": self.identity, "rule": d.rule,
+                           "kind": d.kind.value, "statement": d.statement[:200]},
+                )
 
     async def _renew(self) -> None:
         """Re-authorize before the grant expires; terminate on refusal or when renewal is impossible."""
@@ -372,6 +412,8 @@ class PgSession:
                 continue
             if answer.decision == "grant" and answer.grant is not None:
                 self.grant = answer.grant
+                # A new policy version takes effect on live sessions at renewal, not only on new ones.
+                self.relay.guard = self.server.guardrails_for(answer.grant)
                 continue
             reason = answer.refusal.reason if answer.refusal else "authorization withdrawn"
             sqlstate = answer.refusal.sqlstate if answer.refusal else "28000"

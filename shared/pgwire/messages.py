@@ -380,3 +380,72 @@ def parse_command_complete(body: bytes) -> str:
 
 TERMINATE = frame(b"X", b"")
 SYNC = frame(b"S", b"")
+
+
+# ---------------------------------------------------------------- extended protocol (frontend)
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    portal: str
+    statement: str
+    result_formats: tuple[int, ...]
+
+
+def parse_bind(body: bytes) -> Bind:
+    # Bind: cstring portal, cstring statement, int16 n, int16 fmt*n, int16 m, (int32 len, byte[len])*m,
+    #       int16 r, int16 result_fmt*r
+    portal, pos = read_cstr(body, 0)
+    statement, pos = read_cstr(body, pos)
+    try:
+        (n,) = _I16.unpack_from(body, pos)
+        pos += 2 + 2 * n
+        (count,) = _I16.unpack_from(body, pos)
+        pos += 2
+        for _ in range(count):
+            (length,) = _I32.unpack_from(body, pos)
+            pos += 4 + max(length, 0)
+        (r,) = _I16.unpack_from(body, pos)
+        formats = struct.unpack_from(f"!{r}h", body, pos + 2)
+    except struct.error as e:
+        raise ProtocolViolation("invalid Bind message") from e
+    if n < 0 or count < 0 or r < 0 or pos + 2 + 2 * r != len(body):
+        raise ProtocolViolation("invalid Bind message")
+    return Bind(portal, statement, formats)
+
+
+def parse_describe_or_close(body: bytes) -> tuple[str, str]:
+    # Describe / Close: byte1 'S' (statement) or 'P' (portal), cstring name
+    if not body or body[:1] not in (b"S", b"P"):
+        raise ProtocolViolation("invalid Describe/Close target")
+    name, end = read_cstr(body, 1)
+    if end != len(body):
+        raise ProtocolViolation("invalid Describe/Close message")
+    return chr(body[0]), name
+
+
+def parse_execute(body: bytes) -> tuple[str, int]:
+    # Execute: cstring portal, int32 max rows (0 = all)
+    portal, pos = read_cstr(body, 0)
+    if pos + 4 != len(body):
+        raise ProtocolViolation("invalid Execute message")
+    return portal, _I32.unpack_from(body, pos)[0]
+
+
+def build_parse(name: str, query: str, param_types: Iterable[int] = ()) -> bytes:
+    types = tuple(param_types)
+    return frame(b"P", _cstr(name) + _cstr(query) + _I16.pack(len(types)) + struct.pack(f"!{len(types)}I", *types))
+
+
+def build_describe(kind: str, name: str) -> bytes:
+    return frame(b"D", kind.encode() + _cstr(name))
+
+
+def parse_copy_response(body: bytes) -> tuple[int, tuple[int, ...]]:
+    # CopyInResponse / CopyOutResponse / CopyBothResponse: int8 overall format, int16 n, int16 fmt*n
+    if len(body) < 3:
+        raise ProtocolViolation("invalid Copy response")
+    (n,) = _I16.unpack_from(body, 1)
+    if n < 0 or 3 + 2 * n != len(body):
+        raise ProtocolViolation("invalid Copy response")
+    return body[0], struct.unpack_from(f"!{n}h", body, 3)

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.controlplane import BackendTLS, RecordingMode
+from shared.guard.rules import GuardrailsPolicy
+from shared.masking.rules import MaskingPolicy
 
 SCHEMA_VERSION = 1
 
@@ -77,19 +79,6 @@ class TargetSpec(_Strict):
     databases: list[Name] = Field(min_length=1)
 
 
-class GuardrailsSection(_Strict):
-    """Statement rules (kind/table/function -> allow/deny/hold). Later work adds the rules."""
-
-    # Decide and record, but never block: for rolling out new rules.
-    dry_run: bool = False
-
-
-class MaskingSection(_Strict):
-    """Result masking (detectors, column-name rules, actions). Later work adds the rules."""
-
-    enabled: bool = True
-
-
 class ApprovalsSection(_Strict):
     """Where held statements are routed for approval. Later work adds approvers and timeouts."""
 
@@ -113,8 +102,10 @@ class Policy(_Strict):
     identities: dict[Name, IdentitySpec] = Field(default_factory=dict)
     targets: dict[Name, TargetSpec] = Field(default_factory=dict)
     bindings: list[Binding] = Field(default_factory=list)
-    guardrails: GuardrailsSection | None = None
-    masking: MaskingSection | None = None
+    # Statement guardrails (docs/policy.md); absent: statements are not judged.
+    guardrails: GuardrailsPolicy | None = None
+    # Result masking (docs/policy.md); absent: results are not masked.
+    masking: MaskingPolicy | None = None
     approvals: ApprovalsSection | None = None
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from psycopg import pq
 from tests.integration.stack import AirlockStack
 
 WORKLOAD = """
-SELECT id, name, email, card_number, created_at FROM customers ORDER BY id LIMIT 50;
+SELECT id, name, created_at FROM customers ORDER BY id LIMIT 50;
 SELECT status, count(*), sum(amount) FROM orders GROUP BY status ORDER BY status;
 SELECT '{1,2,NULL}'::int[] AS a, '{"k": [1, "x"]}'::jsonb AS j, 'a\\tb'::text AS t, NULL::text AS n;
 BEGIN;
@@ -46,7 +46,8 @@ def test_psql_same_output_direct_and_through_proxy(stack: AirlockStack) -> None:
 
 @pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
 def test_psycopg_results_match(stack: AirlockStack, binary: bool) -> None:
-    query = "SELECT id, name, email, ssn, card_number, created_at FROM customers WHERE id <= %s ORDER BY id"
+    # Columns that hold nothing sensitive: masking must leave them byte-identical.
+    query = "SELECT id, name, created_at, id::numeric / 7 AS ratio FROM customers WHERE id <= %s ORDER BY id"
     with psycopg.connect(stack.target_dsn) as direct, psycopg.connect(stack.conninfo()) as proxied:
         expected = direct.cursor(binary=binary).execute(query, (500,)).fetchall()
         got = proxied.cursor(binary=binary).execute(query, (500,)).fetchall()
@@ -193,11 +194,12 @@ def test_notices_and_parameter_status(stack: AirlockStack) -> None:
     notices: list[str] = []
     with psycopg.connect(stack.conninfo(), autocommit=True) as conn:
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-        conn.execute("DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS t_notice (x int)")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS t_notice (x int)")  # NOTICE: already exists
         conn.execute("SET application_name = 'airlock-test'")
         assert conn.info.parameter_status("application_name") == "airlock-test"
         assert conn.info.parameter_status("server_version")
-    assert notices == ["hello from plpgsql"]
+    assert notices == ['relation "t_notice" already exists, skipping']
 
 
 def test_concurrent_sessions(stack: AirlockStack) -> None:

@@ -86,7 +86,7 @@ def test_oidc_matching_uses_subject_list_audience_and_extra_claims() -> None:
         (("    recording: strict", "    recording: strikt"), "bindings[0].recording:"),
         (("  contractor:\n    keys: true", "  contractor:\n    keys: false"), "identities.contractor: an identity"),
         (("    engine: postgres", "    engine: postgres\n    colour: blue"), "targets.demo.colour: Extra inputs"),
-        (("guardrails: {dry_run: true}", "guardrails: {dry_run: true, rules: []}"), "guardrails.rules: Extra"),
+        (("guardrails: {dry_run: true}", "guardrails: {dry_run: true, rulez: []}"), "guardrails.rulez: Extra"),
         (("  ci-nightly:", "  ci nightly:"), "identities.ci nightly.[key]: String should match pattern"),
     ],
 )

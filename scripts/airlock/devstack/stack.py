@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"
 DEMO_POLICY = Path(__file__).with_name("demo_policy.yaml")
 TARGET_SECRET = "airlock/targets/demo"
+# The HMAC key behind deterministic masking tokens (same value, same token, across sessions).
+MASKING_KEY_SECRET = "airlock/masking-token-key"
 DEMO_TARGET = "demo"
 DEMO_DATABASE = "demo"
 
@@ -84,7 +86,8 @@ class DevStack:
         self.postgres = EmbeddedPostgres(self.state_dir / "postgres")
         self.postgres.start()
         demo = seed_demo(self.postgres.dsn())
-        self._put_secret(TARGET_SECRET, {"username": demo.user, "password": demo.password})
+        self._put_secret(TARGET_SECRET, json.dumps({"username": demo.user, "password": demo.password}))
+        self._put_secret(MASKING_KEY_SECRET, secrets.token_urlsafe(32), replace=False)
 
         self.issuer = start_issuer(self.state_dir / "issuer")
         policy_path = self.state_dir / "policy.yaml"
@@ -131,13 +134,13 @@ class DevStack:
         env = dict(next(iter(self.resources.functions.values())).environment)
         return {k: v for k, v in env.items() if k.startswith("AIRLOCK_")}
 
-    def _put_secret(self, name: str, value: dict[str, str]) -> None:
+    def _put_secret(self, name: str, value: str, *, replace: bool = True) -> None:
         client = boto3.client("secretsmanager")
-        body = json.dumps(value)
         try:
-            client.create_secret(Name=name, SecretString=body)
+            client.create_secret(Name=name, SecretString=value)
         except client.exceptions.ResourceExistsException:
-            client.put_secret_value(SecretId=name, SecretString=body)
+            if replace:
+                client.put_secret_value(SecretId=name, SecretString=value)
 
     def _start_proxy(self) -> None:
         self.proxy_port = self.proxy_port or free_port()
