@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import sessions_cli
+
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
 
 
@@ -214,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("identity")
     issue.add_argument("--ttl-days", type=int, default=30)
     issue.set_defaults(func=keys_issue)
+    sessions_cli.register(commands)
     return parser
 
 

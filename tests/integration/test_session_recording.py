@@ -493,3 +493,123 @@ def test_sweeper_lambda_handler(cp: ControlPlaneSettings, monkeypatch: pytest.Mo
         control_plane_settings.cache_clear()
         app.deps.cache_clear()
     assert set(out) == {"sealed", "already_sealed", "failed"} and not out["failed"]
+
+
+# ---------------------------------------------------------------- CLI: sessions list/show, replay, verify
+
+
+def _pg_conversation(rec: SessionRecording) -> None:
+    """What a psql session looks like on the agent-side wire (split at odd read boundaries)."""
+    rec.auth_bytes(m.build_ssl_request())
+    rec.proxy_bytes(b"S")
+    rec.auth_bytes(_startup_bytes())
+    rec.proxy_bytes(
+        m.build_authentication(0)
+        + m.build_parameter_status("server_version", "17.0")
+        + m.build_backend_key_data(42, b"\x01\x02\x03\x04")
+        + m.build_ready_for_query(b"I")
+    )
+    rec.agent_bytes(m.build_query("select id, email from customers"))
+    fields = [m.Field(n, 0, 0, 25, -1, -1, 0) for n in ("id", "email")]
+    result = (
+        m.build_row_description(fields)
+        + b"".join(m.build_data_row([str(i).encode(), b"[email]" if i % 2 else None]) for i in range(7))
+        + m.frame(b"C", b"SELECT 7\0")
+        + m.build_ready_for_query(b"I")
+    )
+    rec.proxy_bytes(result[:13])
+    rec.proxy_bytes(result[13:])
+    rec.statement("select id, email from customers", kind="select", rows=7)
+    rec.agent_bytes(m.build_query("drop table customers"))
+    rec.decision(EventKind.BLOCK, {"statement": "drop table customers", "reason": "ddl", "sqlstate": "42501"})
+    rec.proxy_bytes(m.build_error("ERROR", "42501", "Airlock: statement denied") + m.build_ready_for_query(b"I"))
+    rec.proxy_bytes(m.build_notice("waiting for approval apr_1"))
+    rec.agent_bytes(m.TERMINATE)
+
+
+def test_cli_list_show_replay_verify(
+    cp: ControlPlaneSettings,
+    index: DynamoSessionIndex,
+    signer: KmsSigner,
+    s3_switch: SwitchableS3,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Any,
+) -> None:
+    from airlock.cli import main
+    from shared.config import control_plane_settings
+    from shared.recording.verify import download_session
+
+    sid = _sid()
+
+    async def record() -> None:
+        services = _services(cp, index, signer, s3_switch, chunk_size=120)
+        rec = await SessionRecording.open(
+            services, _start(sid), mode="buffered", retention_days=1, grant={}, on_fatal=lambda _: None
+        )
+        _pg_conversation(rec)
+        assert await rec.close(SessionStatus.CLOSED, "agent disconnected")
+        await services.shutdown()
+
+    asyncio.run(record())
+    monkeypatch.setenv("AIRLOCK_SESSIONS_TABLE", cp.sessions_table)
+    monkeypatch.setenv("AIRLOCK_SESSIONS_BUCKET", cp.sessions_bucket)
+    monkeypatch.setenv("AIRLOCK_SIGNING_KEY_ID", cp.signing_key_id)
+    control_plane_settings.cache_clear()
+    try:
+        main(["sessions", "list", "--identity", "ci-nightly", "--since", "1h", "--limit", "5"])
+        out = capsys.readouterr().out
+        assert out.splitlines()[0].startswith("STARTED (UTC)") and sid in out and "closed" in out
+        main(["sessions", "list", "--status", "closed", "--json", "--limit", "1000"])
+        docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert sid in {d["session_id"] for d in docs}
+        main(["sessions", "show", sid, "--json"])
+        assert json.loads(capsys.readouterr().out)["counters"]["statements"] == 1
+
+        main(["replay", sid, "--rows", "3", "--raw", str(tmp_path / "raw")])
+        transcript = capsys.readouterr().out
+        for expected in (
+            "→ SSLRequest",
+            "← TLS accepted",
+            "→ StartupMessage user=ci-nightly database=demo",
+            "→ password [redacted]",
+            "← authenticated",
+            "→ Query: select id, email from customers",
+            "← SELECT 7: 7 rows, columns (id, email)",
+            "| 1 | [email]",
+            "... 4 more",
+            '== BLOCK reason="ddl"',
+            "← ERROR 42501: Airlock: statement denied",
+            "← NOTICE 00000: waiting for approval apr_1",
+            "→ Terminate",
+            "== TERMINATION",
+        ):
+            assert expected in transcript, f"{expected!r} not in:\n{transcript}"
+        assert "secret-token" not in transcript
+        agent = (tmp_path / "raw" / "agent_to_proxy.bin").read_bytes()
+        assert agent.startswith(m.build_ssl_request()) and agent.endswith(m.TERMINATE)
+
+        main(["verify", sid])
+        assert capsys.readouterr().out.startswith("OK s3://")
+        # Offline, on a downloaded copy, with only the public key; then tamper with it.
+        prefix = index.get(sid).prefix
+        local = download_session(ChunkStore(cp.sessions_bucket), prefix, tmp_path / "dl")
+        pem = tmp_path / "key.pem"
+        from cryptography.hazmat.primitives import serialization
+
+        from shared.recording.signing import load_public_key
+
+        pem.write_bytes(
+            load_public_key(signer.public_key_der()).public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        main(["verify", "--dir", str(local), "--public-key", str(pem)])
+        assert "retention not checked" in capsys.readouterr().out
+        (local / "00000001.chunk").unlink()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["verify", "--dir", str(local), "--public-key", str(pem)])
+        assert exit_info.value.code == 1
+        assert "DEFECT" in capsys.readouterr().out
+    finally:
+        control_plane_settings.cache_clear()
