@@ -16,9 +16,13 @@ prepared statements on every call; only its parse is cached.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pglast import parser
 
 from shared.guard.classify import MAX_CACHED_SQL, classify
+from shared.guard.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
 from shared.guard.kinds import ClassifiedStatement, StatementKind
 from shared.guard.prepared import PreparedStatements
 from shared.guard.rules import Action, GuardrailsPolicy, GuardRule
@@ -82,6 +86,8 @@ class GuardrailEngine:
             r for r in policy.rules if r.match.in_scope(identity, target, database)
         )
         self._cache: OrderedDict[str, tuple[Decision, ...]] = OrderedDict()
+        self._parsed: OrderedDict[str, tuple[ClassifiedStatement, ...]] = OrderedDict()
+        self._shapes: OrderedDict[str, ClassifiedStatement] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -103,7 +109,7 @@ class GuardrailEngine:
         tracker = session if session is not None else PreparedStatements()
         decisions = []
         dependent = False
-        for stmt in classify(sql):
+        for stmt in self.classify(sql):
             dependent = dependent or stmt.session_dependent
             decisions.append(self.decide(tracker.resolve(stmt)))
             tracker.observe(stmt)
@@ -115,7 +121,32 @@ class GuardrailEngine:
 
     def judge_parse(self, name: str, sql: str, session: PreparedStatements) -> Decision:
         """An extended-protocol Parse: track the named statement and judge it."""
-        return self.decide(session.track_parse(name, sql))
+        return self.decide(session.track_parse(name, sql, self.classify(sql)))
+
+    def classify(self, sql: str) -> list[ClassifiedStatement]:
+        """``classify(sql)``, remembered: by exact text, and for statements whose verdict cannot depend
+        on their literal values, by PostgreSQL's query fingerprint (which ignores constants), so that
+        agents that inline values (``WHERE id = 4711``) do not pay for a parse on every statement."""
+        hit = self._parsed.get(sql)
+        if hit is not None:
+            self._parsed.move_to_end(sql)
+            return list(hit)
+        fingerprint = _fingerprint(sql) if len(sql) <= MAX_CACHED_SQL else None
+        template = self._shapes.get(fingerprint) if fingerprint else None
+        if template is not None:
+            statements = [replace(template, text=sql, span=(0, len(sql)))]
+        else:
+            statements = classify(sql)
+            if fingerprint and len(statements) == 1 and _literal_independent(statements[0]):
+                self._remember(self._shapes, fingerprint, statements[0])
+        if len(sql) <= MAX_CACHED_SQL:
+            self._remember(self._parsed, sql, tuple(statements))
+        return statements
+
+    def _remember(self, cache: OrderedDict[str, Any], key: str, value: Any) -> None:
+        cache[key] = value
+        if len(cache) > max(self.policy.cache_size, 1):
+            cache.popitem(last=False)
 
     def decide(self, stmt: ClassifiedStatement) -> Decision:
         """The decision for one classified (and, for EXECUTE, resolved) statement."""
@@ -129,6 +160,29 @@ class GuardrailEngine:
 
     def _decision(self, stmt: ClassifiedStatement, action: Action, rule: str, reason: str) -> Decision:
         return Decision(action, rule, reason, stmt.kind, stmt.text, not self.policy.dry_run, stmt)
+
+
+# Kinds whose classification depends only on the statement's shape, never on a constant's value.
+_SHAPE_KINDS = frozenset({StatementKind.SELECT, StatementKind.INSERT, StatementKind.UPDATE, StatementKind.DELETE,
+                          StatementKind.UPDATE_NO_WHERE, StatementKind.DELETE_NO_WHERE, StatementKind.MERGE})
+# Functions whose constant arguments Airlock reads (a setting name, SQL text, a relation name).
+_LITERAL_FUNCTIONS = frozenset({"set_config"}) | SQL_TEXT_FUNCTIONS | RELATION_FUNCTIONS
+
+
+def _literal_independent(stmt: ClassifiedStatement) -> bool:
+    return (
+        stmt.error is None
+        and not stmt.session_dependent
+        and stmt.effects <= _SHAPE_KINDS
+        and not any(f.rpartition(".")[2] in _LITERAL_FUNCTIONS for f in stmt.functions)
+    )
+
+
+def _fingerprint(sql: str) -> str | None:
+    try:
+        return str(parser.fingerprint(sql))
+    except Exception:  # not parseable: classify() reports it as unknown
+        return None
 
 
 def first_block(decisions: list[Decision]) -> Decision | None:

@@ -32,12 +32,16 @@ class PreparedStatements:
 
     # ---------------------------------------------------------------- extended protocol
 
-    def track_parse(self, name: str, sql: str) -> ClassifiedStatement:
+    def track_parse(
+        self, name: str, sql: str, statements: list[ClassifiedStatement] | None = None
+    ) -> ClassifiedStatement:
         """A Parse message: remember (and return) the classification of its single statement.
 
-        A Parse holding no statement or several is ``unknown`` (the server refuses several, too).
+        ``statements`` is ``classify(sql)`` when the caller has it already (from a cache). A Parse holding
+        no statement or several is ``unknown`` (the server refuses several, too).
         """
-        statements = classify(sql)
+        if statements is None:
+            statements = classify(sql)
         if len(statements) == 1:
             stmt = self.resolve(statements[0])
         else:
