@@ -132,7 +132,10 @@ def test_function_environment_maps_to_control_plane_settings(provisioned_stack: 
     assert env["AIRLOCK_SIGNING_KEY_ID"] == ids["RecordingSigningKeyAlias"]
     assert env["AIRLOCK_APPROVALS_TOPIC_ARN"] == ids["ApprovalsTopic"]
     assert env["POWERTOOLS_SERVICE_NAME"] == "airlock"
-    assert provisioned_stack.lambda_functions() == {f"{TEST_STACK}-authorize": "functions/authorize/app.handler"}
+    assert provisioned_stack.lambda_functions() == {
+        f"{TEST_STACK}-authorize": "functions/authorize/app.handler",
+        f"{TEST_STACK}-sweeper": "functions/sweeper/app.handler",
+    }
 
     from shared.config import ControlPlaneSettings
 
