@@ -311,24 +311,26 @@ class SessionRecording:
 
     def auth_bytes(self, data: bytes) -> None:
         """Agent->proxy bytes of the start-up/auth phase (pass whole messages: secrets are redacted)."""
-        if data:
+        if data and self._recording:
             self._bytes[Direction.AGENT_TO_PROXY] += len(data)
             self._ship(self.recorder.record_auth_bytes(data))
 
     def agent_bytes(self, data: bytes) -> None:
         """Bytes read from the agent, as they were relayed."""
-        if data:
+        if data and self._recording:
             self._bytes[Direction.AGENT_TO_PROXY] += len(data)
             self._ship(self.recorder.record_bytes(Direction.AGENT_TO_PROXY, data))
 
     def proxy_bytes(self, data: bytes) -> None:
         """Bytes written to the agent (after masking), including anything the proxy itself sent."""
-        if data:
+        if data and self._recording:
             self._bytes[Direction.PROXY_TO_AGENT] += len(data)
             self._ship(self.recorder.record_bytes(Direction.PROXY_TO_AGENT, data))
 
     def decision(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
         """Record a decision (BLOCK, HOLD, APPROVAL, MASK_COUNTS, ...) and write its audit line."""
+        if not self._recording:
+            return
         self._ship(self.recorder.record_decision(kind, payload))
         self.services.audit.add(
             _audit(
@@ -353,6 +355,8 @@ class SessionRecording:
         error_code: str | None = None,
     ) -> None:
         """Count a statement and write its audit line (call when its outcome is known)."""
+        if not self._recording:
+            return
         self._statements += 1
         self.recorder.record_bytes(Direction.AGENT_TO_PROXY, b"", statements=1)  # counts only
         self.services.audit.add(
@@ -386,6 +390,15 @@ class SessionRecording:
             ) from e
         if chunk is not None:
             await self.uploader.put_now(chunk)
+
+    @property
+    def _recording(self) -> bool:
+        # After close() the recording is sealed: later calls (e.g. a FATAL written while the session
+        # winds down) cannot be part of it any more, and are ignored rather than raised.
+        if self._closing is None:
+            return True
+        log.debug("session %s: event after close ignored", self.session_id)
+        return False
 
     @property
     def counters(self) -> SessionCounters:
