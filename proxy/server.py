@@ -20,6 +20,7 @@ from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .pg.cancel import CancelRegistry
 from .pg.session import PgSession
+from .recording import RecordingServices
 from .settings import ProxySettings
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ProxyServer:
         self.control_plane = ControlPlaneClient(settings.authorize_function, settings.authorize_timeout)
         self.credentials = CredentialCache(settings.credential_cache_seconds)
         self.cancels = CancelRegistry()
+        self.recording = RecordingServices.from_env(settings.proxy_id)
         self.metrics = Metrics()
         self.sessions: set[PgSession] = set()
         self._server: asyncio.Server | None = None
@@ -101,6 +103,7 @@ class ProxyServer:
         self._server = await asyncio.start_server(
             self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.read_size
         )
+        self.recording.start()
         if self.settings.health_port is not None:
             await self._start_health()
         log.info("airlock proxy listening on %s:%d", self.settings.listen_host, self.port)
@@ -130,6 +133,8 @@ class ProxyServer:
             )
 
         await asyncio.gather(*(finish(s) for s in sessions), return_exceptions=True)
+        # Every live recording is sealed and signed, and the audit trail flushed, before exit.
+        await self.recording.shutdown()
         if self._health is not None:
             await self._health.cleanup()
         self.stopped.set()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from shared.controlplane import AuthorizeRequest, Grant
+from shared.controlplane import AuthorizeRequest, Grant, RecordingMode
 from shared.guard.rules import Action
 from shared.masking.engine import ResultMasker
 from shared.pgwire import messages as m
@@ -42,10 +42,12 @@ from shared.pgwire.constants import (
 )
 from shared.pgwire.errors import ProtocolViolation
 from shared.pgwire.framing import Framer
-from shared.session.relay import DecisionEvent, Relay, RelayEvent
+from shared.recording.format import EventKind, SessionStatus
+from shared.session.relay import DecisionEvent, MaskEvent, Refusal, Relay, RelayEvent, StatementEvent
 
 from ..controlplane import ControlPlaneError
 from ..credentials import CredentialError
+from ..recording import RecordingUnavailable, SessionRecording, SessionStart
 from .backend import BackendConnection, BackendError, connect_backend
 from .cancel import CancelTarget, new_cancel_key
 from .wire import MessageReader, PeerClosed, has_buffered_plaintext, read_startup_packet
@@ -60,6 +62,8 @@ _X = ord("X")
 # Messages after which the backend owes exactly one ReadyForQuery.
 _REQUESTS = frozenset(b"QSF")
 _RELAY_TYPES = frozenset(FRONTEND_TYPES - {ord("p")})
+# Messages that carry or run a statement: in strict mode they wait for the recording to be durable.
+_STATEMENTS = frozenset(b"QPF")
 
 
 class SessionEnded(Exception):
@@ -91,6 +95,13 @@ class PgSession:
         self._closed = False
         self.tls = False
         self.relay = Relay()
+        self.recording: SessionRecording | None = None
+        # Start-up bytes seen before the session is granted (and so before its recording exists):
+        # (from_agent, bytes) in wire order, replayed into the recording once it opens.
+        self._early: list[tuple[bool, bytes]] = []
+        self._refusal: tuple[str, str] | None = None
+        self._target = self._database = ""
+        self._started_at = datetime.now(UTC)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,6 +131,9 @@ class PgSession:
             self.end_reason = "internal error"
         finally:
             await self._close()
+            if self._refusal is not None and self.recording is None and self.identity:
+                await SessionRecording.refused(self.server.recording, self._session_start(),
+                                               reason=self._refusal[1], sqlstate=self._refusal[0])
             log.info(
                 "session closed",
                 extra={"session_id": self.session_id, "identity": self.identity, "reason": self.end_reason,
@@ -144,6 +158,8 @@ class PgSession:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), 2)
+        if self.recording is not None:
+            await self.recording.close(SessionStatus.CLOSED, reason=self.end_reason or "closed")
         self.idle.set()
 
     async def terminate(self, sqlstate: str, message: str, reason: str) -> None:
@@ -162,15 +178,38 @@ class PgSession:
             self._to_agent(m.build_error("FATAL", sqlstate, message))
 
     def _to_agent(self, data: bytes) -> None:
+        """The one way bytes go to the agent (besides the relay's pump): counted and recorded."""
         self.bytes_out += len(data)
+        if self.recording is not None:
+            self.recording.proxy_bytes(data)
+        elif self.grant is None:
+            self._early.append((False, data))
         self.writer.write(data)
+
+    def _session_start(self) -> SessionStart:
+        grant = self.grant
+        return SessionStart(
+            session_id=self.session_id, identity=self.identity, target=grant.target if grant else self._target,
+            database=grant.database if grant else self._database, client_addr=self.client_addr,
+            proxy_id=self.settings.proxy_id, started_at=self._started_at,
+            policy_version=str(grant.policy_version) if grant else "",
+        )
+
+    def _on_recording_fatal(self, reason: str) -> None:
+        """Buffered recording cannot keep up (S3 unreachable past the bound): end the session, loudly."""
+        task = asyncio.get_running_loop().create_task(self.terminate(
+            "58030", f"Airlock ended this session: its recording cannot be stored ({reason})",
+            reason=f"recording fault: {reason}"))
+        self._tasks.append(task)
 
     # ------------------------------------------------------------------ start-up
 
     async def _negotiate(self) -> m.StartupMessage | None:
         tls = False
         while True:
-            packet = m.parse_startup_packet(await read_startup_packet(self.reader))
+            body = await read_startup_packet(self.reader)
+            self._early.append((True, (len(body) + 4).to_bytes(4, "big") + body))
+            packet = m.parse_startup_packet(body)
             if isinstance(packet, m.SSLRequest):
                 if tls:
                     raise ProtocolViolation("SSLRequest received on an encrypted connection")
@@ -178,15 +217,15 @@ class PgSession:
                     raise ProtocolViolation("received unencrypted data after SSL request")
                 context = self.server.tls_context
                 if context is None:
-                    self.writer.write(b"N")
+                    self._to_agent(b"N")
                     continue
-                self.writer.write(b"S")
+                self._to_agent(b"S")
                 await self.writer.drain()
                 await self.writer.start_tls(context)
                 tls = True
             elif isinstance(packet, m.GSSENCRequest):
                 # GSSAPI encryption is not offered; the client falls back to TLS or plain.
-                self.writer.write(b"N")
+                self._to_agent(b"N")
             elif isinstance(packet, m.CancelRequest):
                 self.end_reason = "cancel request"
                 await self.server.cancels.cancel(packet.pid, packet.key, self.settings.connect_timeout)
@@ -205,6 +244,7 @@ class PgSession:
         database = startup.params.get("database") or user
         target, _, db = database.rpartition("/")
         target = target or self.settings.default_target
+        self._target, self._database = target, db
         if not self.tls:
             raise self._refuse(
                 "28000", "Airlock accepts tokens only over TLS: connect with sslmode=require"
@@ -227,6 +267,7 @@ class PgSession:
             self.server.metrics.refused += 1
             raise self._refuse(sqlstate, f"Airlock refused the connection: {reason}")
         self.grant = grant = answer.grant
+        await self._open_recording(grant)
         try:
             self.relay = await self._relay_for(grant)
         except CredentialError as e:
@@ -272,14 +313,35 @@ class PgSession:
             masker = ResultMasker(grant.masking, token_key=key)
         return Relay(self.server.guardrails_for(grant), masker)
 
+    async def _open_recording(self, grant: Grant) -> None:
+        try:
+            self.recording = await SessionRecording.open(
+                self.server.recording, self._session_start(), mode=grant.recording.value,
+                retention_days=grant.retention_days, grant=grant.model_dump(mode="json"),
+                on_fatal=self._on_recording_fatal,
+            )
+        except RecordingUnavailable as e:
+            log.error("cannot open strict recording: %s", e, extra={"session_id": self.session_id})
+            raise self._refuse("58030", "Airlock cannot record this session, and its policy requires "
+                                        "strict recording; try again later") from e
+        for from_agent, data in self._early:
+            if from_agent:
+                self.recording.auth_bytes(data)
+            else:
+                self.recording.proxy_bytes(data)
+        self._early.clear()
+
     async def _read_password(self) -> str:
         framer = Framer(limit=SMALL_MESSAGE_LIMIT, allowed=frozenset({ord("p")}), peer="frontend")
-        _, body, _ = await MessageReader(self.reader, framer).read_message()
+        _, body, whole = await MessageReader(self.reader, framer).read_message()
+        self._early.append((True, whole))
         return m.parse_password_message(body)
 
     def _refuse(self, sqlstate: str, message: str) -> SessionEnded:
         self._to_agent(m.build_error("FATAL", sqlstate, message))
         self.end_reason = f"refused: {message}"
+        if self.grant is None:
+            self._refusal = (sqlstate, message)
         return SessionEnded()
 
     # ------------------------------------------------------------------ relay
@@ -313,15 +375,22 @@ class PgSession:
         size = self.settings.read_size
         out = backend.writer
         relay = self.relay
+        recording = self.recording
+        strict = self.grant is not None and self.grant.recording is RecordingMode.STRICT
         while True:
             data = await read(size)
             if not data:
                 self.end_reason = self.end_reason or "agent disconnected"
                 return
             self.bytes_in += len(data)
+            if recording is not None:
+                recording.agent_bytes(data)
             try:
                 chunk, frames = framer.feed(data)
-                result = relay.from_agent(chunk, frames, time.time_ns())
+                refuse = None
+                if strict and recording is not None and any(t in _STATEMENTS for t, _, _ in frames):
+                    refuse = await self._make_durable(recording)
+                result = relay.from_agent(chunk, frames, time.time_ns(), refuse)
             except ProtocolViolation as e:
                 self.end_reason = f"protocol violation from agent: {e}"
                 log.warning("%s", self.end_reason, extra={"session_id": self.session_id})
@@ -346,6 +415,7 @@ class PgSession:
         size = self.settings.read_size
         out = self.writer
         relay = self.relay
+        recording = self.recording
         while True:
             data = await read(size)
             if not data:
@@ -371,20 +441,47 @@ class PgSession:
             if result.to_peer:
                 for piece in result.to_peer:
                     self.bytes_out += len(piece)
+                    if recording is not None:
+                        recording.proxy_bytes(piece)
                 out.writelines(result.to_peer)
                 await out.drain()
 
+    async def _make_durable(self, recording: SessionRecording) -> Refusal | None:
+        """Strict mode: the statement's bytes are in S3 before it may reach the backend."""
+        try:
+            await recording.before_forward()
+        except RecordingUnavailable as e:
+            log.error("strict recording failed; refusing statements: %s", e, extra={"session_id": self.session_id})
+            return Refusal("58030", "Airlock could not record this statement durably (strict recording), "
+                                    "so it was not executed; try again")
+        return None
+
     def _on_events(self, events: list[RelayEvent]) -> None:
-        """Decisions and finished statements: logged now, recorded by the recording layer."""
+        """Decisions and finished statements: to the recording (and audit trail), and to the log."""
+        recording = self.recording
         for event in events:
-            if isinstance(event, DecisionEvent) and event.decision.action is not Action.ALLOW:
+            if isinstance(event, StatementEvent):
+                if recording is not None:
+                    recording.statement(event.text, kind=event.kind or None, decision=event.decision or "allow",
+                                        rows=event.rows, duration_ms=event.duration_ns / 1e6,
+                                        error_code=event.error_code)
+            elif isinstance(event, DecisionEvent) and event.decision.action is not Action.ALLOW:
                 d = event.decision
                 log.info(
                     "statement %s%s by rule %s: %.200r", d.action.value, "" if d.enforced else " (dry run)",
                     d.rule, d.statement,
                     extra={"session_id": self.session_id, "identity": self.identity, "rule": d.rule,
-                           "kind": d.kind.value, "statement": d.statement[:200]},
+                           "kind": d.kind.value},
                 )
+                if recording is not None:
+                    recording.decision(
+                        EventKind.HOLD if d.action is Action.HOLD else EventKind.BLOCK,
+                        {"statement": d.statement, "statement_kind": d.kind.value, "rule": d.rule,
+                         "reason": d.reason, "enforced": d.enforced, "dry_run": not d.enforced,
+                         "protocol": event.protocol, "sqlstate": "42501" if d.blocks else None},
+                    )
+            elif isinstance(event, MaskEvent) and recording is not None:
+                recording.decision(EventKind.MASK_COUNTS, {"counts": event.counts})
 
     async def _renew(self) -> None:
         """Re-authorize before the grant expires; terminate on refusal or when renewal is impossible."""
@@ -414,6 +511,10 @@ class PgSession:
                 self.grant = answer.grant
                 # A new policy version takes effect on live sessions at renewal, not only on new ones.
                 self.relay.guard = self.server.guardrails_for(answer.grant)
+                if self.recording is not None:
+                    self.recording.decision(EventKind.REAUTHORIZATION, {
+                        "grant_id": answer.grant.grant_id, "policy_version": answer.grant.policy_version,
+                        "expires_at": answer.grant.expires_at.isoformat()})
                 continue
             reason = answer.refusal.reason if answer.refusal else "authorization withdrawn"
             sqlstate = answer.refusal.sqlstate if answer.refusal else "28000"

@@ -43,6 +43,23 @@ _FIRST_STATEMENT_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """Refuse every statement of one agent chunk for a reason that is not a rule (e.g. strict recording
+    could not make the statement durable). Quacks like a blocking ``Decision`` where the relay needs it."""
+
+    sqlstate: str
+    message: str
+    statement: str = ""
+    rule: str = ""
+
+    def error_response(self) -> bytes:
+        return m.build_error("ERROR", self.sqlstate, self.message)
+
+
+Blocker = Decision | Refusal
+
+
+@dataclass(frozen=True, slots=True)
 class DecisionEvent:
     decision: Decision
     protocol: str  # "simple" or "extended"
@@ -129,7 +146,8 @@ class Relay:
         self.masker = masker
         self.prepared = PreparedStatements()
         self._expect: deque[_Expect] = deque()
-        self._denials: dict[str, Decision] = {}
+        self._denials: dict[str, Blocker] = {}
+        self._refusal: Refusal | None = None
         self._prepared: dict[str, _Prepared] = {}
         self._portals: dict[str, _Portal] = {}
         self._plan: ColumnPlan | None = None
@@ -139,7 +157,9 @@ class Relay:
 
     # ------------------------------------------------------------------ agent -> backend
 
-    def from_agent(self, chunk: bytes, frames: list[Frame], now_ns: int) -> Output:
+    def from_agent(self, chunk: bytes, frames: list[Frame], now_ns: int, refuse: Refusal | None = None) -> Output:
+        """``refuse``: no statement of this chunk may reach the backend (each gets that error instead)."""
+        self._refusal = refuse
         out = Output()
         replaced: list[tuple[int, int, bytes]] = []  # (start, end, replacement) of whole messages
         for mtype, start, end in frames:
@@ -167,26 +187,26 @@ class Relay:
             statements = [_Statement(sql, "", "", "", now_ns)]
         if block is not None:
             statements = [_Statement(block.statement, block.kind.value, block.action.value, block.rule, now_ns)]
+        elif self._refusal is not None:
+            statements = [_Statement(sql, statements[0].kind, "refuse", "", now_ns)]
         self._expect.append(_Expect("query", statements))
         self._query_done = 0
-        if block is None:
-            return None
-        return m.build_query(self._deny(block))
+        blocker: Blocker | None = block or self._refusal
+        return None if blocker is None else m.build_query(self._deny(blocker))
 
     def _on_parse(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
         parse = m.parse_parse(body)
         self._expect.append(_Expect("parse"))
         if self.guard is None:
             self._prepared[parse.name] = _Prepared(_Statement(parse.query, "", "", "", now_ns))
-            return None
+            return None if self._refusal is None else m.build_parse(parse.name, self._deny(self._refusal))
         decision = self.guard.judge_parse(parse.name, parse.query, self.prepared)
         out.events.append(DecisionEvent(decision, "extended"))
         self._prepared[parse.name] = _Prepared(_Statement(
             parse.query, decision.kind.value, decision.action.value, decision.rule, now_ns,
             decision.classified.copy_format))
-        if not decision.blocks:
-            return None
-        return m.build_parse(parse.name, self._deny(decision))
+        blocker: Blocker | None = decision if decision.blocks else self._refusal
+        return None if blocker is None else m.build_parse(parse.name, self._deny(blocker))
 
     def _on_bind(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
         bind = m.parse_bind(body)
@@ -242,16 +262,16 @@ class Relay:
     def _on_function_call(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
         statement = _Statement("<fast-path function call>", StatementKind.UNKNOWN.value, "", "", now_ns)
         self._expect.append(_Expect("call", [statement]))
-        if self.guard is None:
-            return None
-        decision = self.guard.decide(_function_call_statement())
-        out.events.append(DecisionEvent(decision, "function_call"))
-        statement.decision, statement.rule = decision.action.value, decision.rule
-        if not decision.blocks:
-            return None
-        return m.build_query(self._deny(decision))
+        blocker: Blocker | None = self._refusal
+        if self.guard is not None:
+            decision = self.guard.decide(_function_call_statement())
+            out.events.append(DecisionEvent(decision, "function_call"))
+            statement.decision, statement.rule = decision.action.value, decision.rule
+            if decision.blocks:
+                blocker = decision
+        return None if blocker is None else m.build_query(self._deny(blocker))
 
-    def _deny(self, decision: Decision) -> str:
+    def _deny(self, decision: Blocker) -> str:
         nonce = secrets.token_hex(8)
         self._denials[nonce] = decision
         return f"{DENIED_TOKEN}{nonce}"
@@ -372,7 +392,7 @@ class Relay:
     def _on_error(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
         fields = m.parse_error_fields(body)
         replacement: bytes | None = None
-        denied: Decision | None = None
+        denied: Blocker | None = None
         if self._denials and DENIED_TOKEN in fields.get("M", ""):
             nonce = fields["M"].split(DENIED_TOKEN, 1)[1][:16]
             denied = self._denials.pop(nonce, None)
@@ -390,8 +410,10 @@ class Relay:
             elif head is not None and head.kind == "parse" and denied is not None:
                 # A denied Parse: the statement it would have prepared is accounted as refused.
                 self.statements += 1
-                out.events.append(StatementEvent(denied.statement[:_FIRST_STATEMENT_CHARS], denied.kind.value,
-                                                 denied.action.value, None, 0, code, denied.rule))
+                kind, action = (denied.kind.value, denied.action.value) if isinstance(denied, Decision) \
+                    else ("", "refuse")
+                out.events.append(StatementEvent(denied.statement[:_FIRST_STATEMENT_CHARS], kind, action,
+                                                 None, 0, code, denied.rule))
             # The backend now discards everything up to the next Sync: so do our expectations.
             while self._expect and self._expect[0].kind != "sync":
                 self._expect.popleft()

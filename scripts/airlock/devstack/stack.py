@@ -78,7 +78,9 @@ class DevStack:
         self.state_dir = self.state_dir.resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.moto = start_moto()
-        self.env = aws_env(self.moto.url)
+        # moto's KMS hashes a DIGEST again, so locally manifests are signed as RAW messages (same
+        # ECDSA-SHA-256 signature); against real KMS the default DIGEST is used.
+        self.env = {**aws_env(self.moto.url), "AIRLOCK_RECORDING_SIGNING_MESSAGE_TYPE": "RAW"}
         os.environ.update(self.env)
         self.resources = provision(TEMPLATE, self.stack_name, {"RecordingRetentionDays": "1"})
         os.environ.update(self._control_plane_env())
