@@ -78,7 +78,9 @@ class AirlockStack:
         return Path(self.info["proxy"]["log"]).read_text(errors="replace")
 
     @contextmanager
-    def extra_proxy(self, **settings: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    def extra_proxy(
+        self, env: dict[str, str] | None = None, **settings: str
+    ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         """A second proxy process joined to this stack (same control plane and target)."""
         port = free_port()
         env = {
@@ -86,6 +88,7 @@ class AirlockStack:
             **self.info["proxy_env"],
             "AIRLOCK_PROXY_LISTEN_PORT": str(port),
             **{f"AIRLOCK_PROXY_{k.upper()}": v for k, v in settings.items()},
+            **(env or {}),
         }
         log = open(self.state_dir / f"proxy-{port}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen([sys.executable, "-m", "proxy"], env=env, cwd=ROOT, stdout=log, stderr=log)
