@@ -79,7 +79,7 @@ class ProxyServer:
 
     def guardrails_for(self, grant: Grant) -> GuardrailEngine | None:
         """One engine (and so one decision cache) per policy snapshot and scope, shared by sessions."""
-        if grant.guardrails is None:
+        if grant.guardrails is None or self.settings.disable_guardrails:
             return None
         key = (grant.policy_version, grant.identity, grant.target, grant.database)
         engine = self._engines.get(key)
@@ -100,6 +100,9 @@ class ProxyServer:
     async def start(self) -> None:
         if self.tls_context is None:
             log.warning("no TLS certificate configured: agents cannot authenticate (tokens need TLS)")
+        if self.settings.disabled_layers:
+            log.warning("UNSAFE: %s disabled for every session of this proxy (diagnostics/benchmarks only)",
+                        ", ".join(self.settings.disabled_layers))
         self._server = await asyncio.start_server(
             self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.read_size
         )

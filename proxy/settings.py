@@ -42,3 +42,13 @@ class ProxySettings(BaseSettings):
     reauthorize_at: float = 0.8
     credential_cache_seconds: float = 60.0
     health_port: int | None = None
+    # Diagnostics and benchmarks only (measuring what each layer costs): each switch turns a protection
+    # off for every session of this process, and the proxy says so loudly at start and per session.
+    disable_recording: bool = False
+    disable_guardrails: bool = False
+    disable_masking: bool = False
+
+    @property
+    def disabled_layers(self) -> list[str]:
+        return [name for name, off in (("recording", self.disable_recording), ("guardrails", self.disable_guardrails),
+                                       ("masking", self.disable_masking)) if off]

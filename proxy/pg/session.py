@@ -304,7 +304,7 @@ class PgSession:
 
     async def _relay_for(self, grant: Grant) -> Relay:
         masker = None
-        if grant.masking is not None and grant.masking.enabled:
+        if grant.masking is not None and grant.masking.enabled and not self.settings.disable_masking:
             key = None
             if grant.masking.uses_tokens:
                 if not grant.masking.token_key_ref:
@@ -314,6 +314,10 @@ class PgSession:
         return Relay(self.server.guardrails_for(grant), masker)
 
     async def _open_recording(self, grant: Grant) -> None:
+        if self.settings.disable_recording:
+            log.warning("UNSAFE: session %s is not recorded (recording disabled on this proxy)", self.session_id)
+            self._early.clear()
+            return
         try:
             self.recording = await SessionRecording.open(
                 self.server.recording, self._session_start(), mode=grant.recording.value,
@@ -324,6 +328,7 @@ class PgSession:
             log.error("cannot open strict recording: %s", e, extra={"session_id": self.session_id})
             raise self._refuse("58030", "Airlock cannot record this session, and its policy requires "
                                         "strict recording; try again later") from e
+        assert self.recording is not None
         for from_agent, data in self._early:
             if from_agent:
                 self.recording.auth_bytes(data)
