@@ -79,22 +79,57 @@ class UndecodableCopyData(ProtocolViolation):
     """A binary COPY tuple the masker cannot parse: the proxy must not forward it (fail closed)."""
 
 
+class _Memo:
+    """A FIFO-bounded memo of masking results, bounded by the bytes it holds."""
+
+    __slots__ = ("_budget", "_items", "_size")
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._items: dict[tuple[int, bytes], tuple[bytes | None, tuple[tuple[str, int], ...]]] = {}
+        self._size = 0
+
+    def get(self, key: tuple[int, bytes]) -> tuple[bytes | None, tuple[tuple[str, int], ...]] | None:
+        return self._items.get(key)
+
+    def put(self, key: tuple[int, bytes], value: tuple[bytes | None, tuple[tuple[str, int], ...]], size: int) -> None:
+        if size > self._budget // 16:
+            return  # huge rows are not worth keeping
+        self._items[key] = value
+        self._size += size
+        while self._size > self._budget and self._items:
+            oldest = next(iter(self._items))
+            old_result, _ = self._items.pop(oldest)
+            self._size -= len(oldest[1]) + (len(old_result) if old_result else 0)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._size = 0
+
+
 class ResultMasker:
-    def __init__(self, policy: MaskingPolicy, token_key: bytes | None = None) -> None:
+    def __init__(self, policy: MaskingPolicy, token_key: bytes | None = None, *, memo_bytes: int = 4 << 20) -> None:
         if policy.enabled and policy.uses_tokens and not token_key:
             raise ValueError("masking policy uses 'token' but no token key was provided")
         self.policy = policy
         self.values = ValueMasker(policy.detectors if policy.enabled else {}, Tokenizer(token_key))
         self._plans: dict[tuple[Field, ...], ColumnPlan] = {}
+        self._plan_serial: dict[int, int] = {}
+        self._memo = _Memo(memo_bytes)
+        self._memo_hits: dict[tuple[tuple[str, int], ...], int] = {}
 
     @property
     def counts(self) -> Counter[str]:
         """Masked values so far, by detector ("card", ...), column rule ("column:ssn") and "undecodable"."""
+        for counts, times in self._memo_hits.items():
+            for name, n in counts:
+                self.values.counts[name] += n * times
+        self._memo_hits.clear()
         return self.values.counts
 
     def take_counts(self) -> dict[str, int]:
         """The counts since the last call (for a decision event), then reset."""
-        out = {k: v for k, v in self.values.counts.items() if v}
+        out = {k: v for k, v in self.counts.items() if v}
         self.values.counts.clear()
         return out
 
@@ -111,6 +146,8 @@ class ResultMasker:
             plan = self._plan(key)
             if len(self._plans) >= 256:
                 self._plans.clear()
+                self._plan_serial.clear()
+                self._memo.clear()
             self._plans[key] = plan
         return plan
 
@@ -130,10 +167,37 @@ class ResultMasker:
         return ColumnPlan(tuple(columns), active, forced)
 
     def mask_data_row(self, plan: ColumnPlan, body: bytes) -> bytes | None:
-        """A new DataRow message, or None when the row needs nothing (forward it byte-identical)."""
-        active = plan.active
-        if not active:
+        """A new DataRow message, or None when the row needs nothing (forward it byte-identical).
+
+        Masking is a pure function of (plan, row), so results are remembered (bounded, per masker, so
+        per session): agents re-read the same rows, and a hit costs a dict lookup instead of a decode."""
+        if not plan.active:
             return None
+        serial = self._plan_serial.get(id(plan))
+        if serial is None:
+            serial = self._plan_serial[id(plan)] = len(self._plan_serial)
+            self._memo.clear()  # serials restart when plans are dropped: never mix generations
+        key = (serial, body)
+        hit = self._memo.get(key)
+        if hit is not None:
+            result, counts = hit
+            if counts:
+                # Tallied per distinct count tuple and expanded when counts are read: cheaper per row.
+                hits = self._memo_hits
+                hits[counts] = hits.get(counts, 0) + 1
+            return result
+        saved, self.values.counts = self.values.counts, Counter()
+        try:
+            result = self._mask_data_row(plan, body)
+            counts = tuple(self.values.counts.items())
+        finally:
+            saved.update(self.values.counts)
+            self.values.counts = saved
+        self._memo.put(key, (result, counts), len(body) + (len(result) if result else 0))
+        return result
+
+    def _mask_data_row(self, plan: ColumnPlan, body: bytes) -> bytes | None:
+        active = plan.active
         # Prefilter hits locate the values worth decoding; a row without any skips the walk entirely.
         hits = sorted(candidate_spans(body))
         if not hits and not plan.forced:

@@ -284,6 +284,7 @@ class Relay:
         masking = masker is not None and masker.policy.enabled
         # A buffer with no candidate value anywhere needs no row decoding (column rules force it).
         scan_rows = masking and masker is not None and masker.prefilter(chunk)
+        mask_row = masker.mask_data_row if masker is not None else _no_masking
         replaced: list[tuple[int, int, bytes]] = []
         for mtype, start, end in frames:
             if mtype == 68:  # 'D' DataRow: the hot path
@@ -291,8 +292,7 @@ class Relay:
                     continue
                 plan = self._plan if self._plan is not None else self._execute_plan()
                 if plan.active and (scan_rows or plan.forced):
-                    assert masker is not None
-                    new = masker.mask_data_row(plan, chunk[start:end])
+                    new = mask_row(plan, chunk[start:end])
                     if new is not None:
                         replaced.append((start - 5, end, new))
                 continue
@@ -454,6 +454,10 @@ class Relay:
             # No guardrails classified it: text and CSV look alike on the wire, so ask the grammar.
             kind = next((c.copy_format for c in classify(statement.text) if c.copy_format), None)
         return CopyFormat(kind=kind or ("binary" if overall else "text"))
+
+
+def _no_masking(plan: ColumnPlan, body: bytes) -> bytes | None:
+    return None
 
 
 def _apply_formats(fields: list[m.Field], formats: tuple[int, ...]) -> list[m.Field]:
