@@ -116,37 +116,34 @@ class Summary:
     ratios: dict[str, float]  # baseline route -> median over rounds of (this TPS / baseline TPS)
 
 
-BASELINES = ("direct", "pgbouncer")
-
-
 def summarise(workload: Workload, route: str, results: list[PgbenchResult], payload_bytes: float | None) -> Summary:
-    """Medians over the repeats of ``route`` on ``workload``; ``results`` may hold every route's runs."""
+    """Medians over the repeats of ``route`` on ``workload``; ``results`` may hold every route's runs.
+
+    ``ratios`` holds this route's paired ratio to every other route measured on the workload.
+    """
     runs = [r for r in results if r.workload == workload.name and r.route == route]
     good = [r for r in runs if r.ok]
     tps = statistics.median(r.tps for r in good if r.tps is not None) if good else None
     latencies = [r.latency_ms for r in good if r.latency_ms is not None]
     latency = statistics.median(latencies) if latencies else None
     mb = tps * payload_bytes / 1e6 if tps is not None and payload_bytes else None
-    ratios = _paired_ratios(workload.name, route, results)
+    others = sorted({r.route for r in results if r.workload == workload.name and r.route != route})
+    ratios = {}
+    for baseline in others:
+        per_round = paired_ratios(results, workload.name, route, baseline)
+        if per_round:
+            ratios[baseline] = statistics.median(per_round)
     return Summary(workload.name, route, tps, latency, mb, len(runs), len(runs) - len(good), ratios)
 
 
-def _paired_ratios(workload: str, route: str, results: list[PgbenchResult]) -> dict[str, float]:
-    """Each round's TPS over the baseline's TPS in the same round, then the median over rounds.
+def paired_ratios(results: list[PgbenchResult], workload: str, route: str, baseline: str) -> list[float]:
+    """Each round's TPS of ``route`` over ``baseline``'s TPS in the same round, in round order.
 
     Pairing within a round cancels slow drifts of the machine (other load) that a ratio of medians
-    taken over different moments would not.
+    taken over different moments would not. Their median is the ratio reported. Rounds where either
+    run failed are left out. With the same payload per transaction on both routes, the TPS ratio is
+    also the MB/s ratio.
     """
-    tps = {(r.route, r.round): r.tps for r in results if r.workload == workload and r.ok}
-    out = {}
-    for baseline in BASELINES:
-        if baseline == route:
-            continue
-        per_round = [
-            mine / base
-            for (name, round_), mine in tps.items()
-            if name == route and mine is not None and (base := tps.get((baseline, round_)))
-        ]
-        if per_round:
-            out[baseline] = statistics.median(per_round)
-    return out
+    tps = {(r.route, r.round): r.tps for r in results if r.workload == workload and r.ok and r.tps}
+    rounds = sorted({round_ for (name, round_) in tps if name == route})
+    return [tps[(route, n)] / tps[(baseline, n)] for n in rounds if (baseline, n) in tps]

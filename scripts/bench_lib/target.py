@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the proxy runs as `python -m proxy` from here
 PGBENCH_TABLES = ("pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history")
 
 
@@ -183,3 +184,66 @@ class TargetDatabase:
         if done.returncode != 0:
             raise RuntimeError(f"pgbench -i failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         return command
+
+
+@dataclass
+class ExtraProxy:
+    """A second proxy process joined to a running stack, with diagnostic switches of its own.
+
+    Started like the integration tests' ``extra_proxy``: the stack's ``proxy_env`` (control plane,
+    Lambda endpoint, TLS files, moto) plus a free listen port, a proxy id of its own (its recordings
+    and heartbeats are told apart from the stack's proxy) and ``settings`` (``AIRLOCK_PROXY_*``).
+    """
+
+    name: str
+    stack: AirlockStack
+    settings: dict[str, str]
+    log_file: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        from airlock.devstack.stack import free_port, wait_for_port
+
+        proxy_env = self.stack.info.get("proxy_env")
+        if not proxy_env:
+            raise RuntimeError("stack.json has no proxy_env: this stack is too old to start variant proxies")
+        self.port = free_port()
+        base_id = proxy_env.get("AIRLOCK_PROXY_PROXY_ID", "local")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRLOCK_"))}
+        env = {**clean, **self.stack.info.get("env", {}), **proxy_env,
+               "AIRLOCK_PROXY_LISTEN_PORT": str(self.port),
+               "AIRLOCK_PROXY_PROXY_ID": f"{base_id}-{self.name}", **self.settings}  # fmt: skip
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", "proxy"], env=env, cwd=PROJECT_ROOT,
+                                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            wait_for_port("127.0.0.1", self.port, self.process, timeout=timeout)
+        except (RuntimeError, TimeoutError) as e:
+            self.stop()
+            tail = self.log_file.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"proxy {self.name} did not start: {e}\n{tail}") from e
+
+    def announcements(self) -> list[str]:
+        """The proxy's start-up lines saying which protections it has turned off (proof the switch took)."""
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if "disabled for every session" in line][:3]
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
