@@ -57,10 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_Z = ord("Z")
-_X = ord("X")
-# Messages after which the backend owes exactly one ReadyForQuery.
-_REQUESTS = frozenset(b"QSF")
 _RELAY_TYPES = frozenset(FRONTEND_TYPES - {ord("p")})
 # Messages that carry or run a statement: in strict mode they wait for the recording to be durable.
 _STATEMENTS = frozenset(b"QPF")
@@ -401,13 +397,13 @@ class PgSession:
                 log.warning("%s", self.end_reason, extra={"session_id": self.session_id})
                 self._fatal_nowait(e.sqlstate, f"Airlock: {e}")
                 return
-            self._on_events(result.events)
-            for mtype, _, _ in frames:
-                if mtype in _REQUESTS:
-                    self.pending += 1
-                    self.idle.clear()
-                elif mtype == _X:
-                    self.end_reason = "agent terminated"
+            if result.events:
+                self._on_events(result.events)
+            if result.requests:
+                self.pending += result.requests
+                self.idle.clear()
+            if result.terminate:
+                self.end_reason = "agent terminated"
             if result.to_peer:
                 out.writelines(result.to_peer)
                 await out.drain()
@@ -436,13 +432,11 @@ class PgSession:
                 return
             if result.events:
                 self._on_events(result.events)
-            for mtype, start, _ in frames:
-                if mtype == _Z:
-                    self.tx_status = chunk[start : start + 1]
-                    if self.pending:
-                        self.pending -= 1
-                    if not self.pending:
-                        self.idle.set()
+            if result.ready:
+                self.tx_status = result.tx_status
+                self.pending = max(self.pending - result.ready, 0)
+                if not self.pending:
+                    self.idle.set()
             if result.to_peer:
                 for piece in result.to_peer:
                     self.bytes_out += len(piece)

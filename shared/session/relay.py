@@ -89,6 +89,12 @@ RelayEvent = DecisionEvent | StatementEvent | MaskEvent
 @dataclass(slots=True)
 class Output:
     to_peer: list[bytes] = field(default_factory=list)
+    # Agent side: requests that each owe one ReadyForQuery (Query, Sync, FunctionCall); Terminate seen.
+    requests: int = 0
+    terminate: bool = False
+    # Backend side: ReadyForQuery messages seen, and the last transaction status they carried.
+    ready: int = 0
+    tx_status: bytes = b""
     # Replies that go back to the side that sent (used for nothing yet; kept for holds).
     to_sender: list[bytes] = field(default_factory=list)
     events: list[RelayEvent] = field(default_factory=list)
@@ -165,7 +171,11 @@ class Relay:
         for mtype, start, end in frames:
             handler = _AGENT_HANDLERS.get(mtype)
             if handler is None:
+                if mtype == 88:  # 'X' Terminate
+                    out.terminate = True
                 continue
+            if mtype in _REQUESTS:
+                out.requests += 1
             replacement = handler(self, chunk[start:end], now_ns, out)
             if replacement is not None:
                 replaced.append((start - 5, end, replacement))
@@ -353,6 +363,8 @@ class Relay:
         if mtype == ord("N"):
             return self._mask_error(mtype, body)
         if mtype == ord("Z"):
+            out.ready += 1
+            out.tx_status = body[:1]
             self._on_ready(now_ns, out)
             return None
         if mtype == ord("H"):  # CopyOutResponse
@@ -502,6 +514,7 @@ def _function_call_statement() -> Any:
         "a fast-path function call", error="the fast-path FunctionCall protocol bypasses SQL guardrails")
 
 
+_REQUESTS = frozenset(b"QSF")  # each owes exactly one ReadyForQuery
 _AGENT_HANDLERS = {
     ord("Q"): Relay._on_query,
     ord("P"): Relay._on_parse,
