@@ -27,11 +27,10 @@ from __future__ import annotations
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.guard.classify import classify
 from shared.guard.engine import Decision, GuardrailEngine, first_block
-from shared.guard.kinds import StatementKind
+from shared.guard.kinds import ClassifiedStatement, StatementKind
 from shared.guard.prepared import PreparedStatements
 from shared.masking.engine import ColumnPlan, CopyFormat, ResultMasker
 from shared.pgwire import messages as m
@@ -142,6 +141,7 @@ class _Expect:
     prepared: _Prepared | None = None  # describe('S')
     portal: _Portal | None = None  # describe('P') / execute
     swallow: bool = False  # an injected Describe: its answer is not the agent's
+    done: int = 0  # query: statements of it already completed (simple Queries may be pipelined)
 
 
 class Relay:
@@ -158,7 +158,6 @@ class Relay:
         self._portals: dict[str, _Portal] = {}
         self._plan: ColumnPlan | None = None
         self._copy: CopyFormat | None = None
-        self._query_done = 0  # statements of the current simple Query already completed
         self.statements = 0
 
     # ------------------------------------------------------------------ agent -> backend
@@ -200,7 +199,6 @@ class Relay:
         elif self._refusal is not None:
             statements = [_Statement(sql, statements[0].kind, "refuse", "", now_ns)]
         self._expect.append(_Expect("query", statements))
-        self._query_done = 0
         blocker: Blocker | None = block or self._refusal
         return None if blocker is None else m.build_query(self._deny(blocker))
 
@@ -381,7 +379,7 @@ class Relay:
         if head is None or not head.statements:
             return None
         if head.kind == "query":
-            return head.statements[min(self._query_done, len(head.statements) - 1)]
+            return head.statements[min(head.done, len(head.statements) - 1)]
         return head.statements[0]
 
     def _complete(self, tag: str, error: str | None, now_ns: int, out: Output) -> None:
@@ -394,7 +392,7 @@ class Relay:
                 statement.text[:_FIRST_STATEMENT_CHARS], statement.kind, statement.decision, _rows(tag),
                 max(now_ns - statement.started_ns, 0), error, statement.rule))
         if head is not None and head.kind == "query":
-            self._query_done += 1
+            head.done += 1
             self._plan = None
         elif head is not None and head.kind == "execute":
             self._expect.popleft()
@@ -506,9 +504,7 @@ def _splice(chunk: bytes, replaced: list[tuple[int, int, bytes]]) -> list[bytes]
     return pieces
 
 
-def _function_call_statement() -> Any:
-    from shared.guard.kinds import ClassifiedStatement
-
+def _function_call_statement() -> ClassifiedStatement:
     return ClassifiedStatement(
         StatementKind.UNKNOWN, frozenset({StatementKind.UNKNOWN}), "<fast-path function call>", (0, 0),
         "a fast-path function call", error="the fast-path FunctionCall protocol bypasses SQL guardrails")

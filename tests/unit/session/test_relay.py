@@ -136,3 +136,15 @@ def test_fast_path_function_call_is_refused_under_guardrails() -> None:
     _, out, events = agent(relay, m.frame(b"F", struct.pack("!I", 2096) + b"\0\0\0\0\0\0\0\0"))
     assert split(b"".join(out))[0][0] == "Q"  # replaced by a statement the backend refuses
     assert isinstance(events[0], DecisionEvent) and events[0].decision.blocks
+
+
+def test_pipelined_simple_queries_are_accounted_to_the_right_statement() -> None:
+    relay = Relay(GuardrailEngine(GUARD))
+    agent(relay, m.build_query("SELECT 1"), m.build_query("SELECT 2; SELECT 3"))
+    reply = b"".join([
+        row_description("a"), m.build_data_row([b"1"]), command_complete("SELECT 1"), m.build_ready_for_query(b"I"),
+        row_description("b"), m.build_data_row([b"2"]), command_complete("SELECT 1"),
+        row_description("c"), m.build_data_row([b"3"]), command_complete("SELECT 1"), m.build_ready_for_query(b"I"),
+    ])
+    _, _, events = backend(relay, reply)
+    assert [e.text for e in events if isinstance(e, StatementEvent)] == ["SELECT 1", "SELECT 2", "SELECT 3"]
