@@ -281,6 +281,8 @@ class PgSession:
             )
         except BackendError as e:
             log.error("backend: %s", e, extra={"session_id": self.session_id})
+            # The credential may have been rotated: fetch it afresh next time.
+            self.server.credentials.invalidate(grant.backend.credential_secret)
             self._to_agent(e.error)
             self.end_reason = f"backend: {e}"
             raise SessionEnded() from e
