@@ -43,7 +43,7 @@ from typing import Any, Final, Literal
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.config import ControlPlaneSettings, control_plane_settings
-from shared.recording.audit import AuditEvent, AuditWriter, s3_put_object
+from shared.recording.audit import AuditEvent, AuditWriter, fast_line, s3_put_object
 from shared.recording.format import (
     MANIFEST_NAME,
     Direction,
@@ -359,18 +359,12 @@ class SessionRecording:
             return
         self._statements += 1
         self.recorder.record_bytes(Direction.AGENT_TO_PROXY, b"", statements=1)  # counts only
-        self.services.audit.add(
-            _audit(
-                self.start,
-                event="statement",
-                statement=text,
-                statement_kind=kind,
-                decision=decision,
-                rows=rows,
-                duration_ms=duration_ms,
-                error_code=error_code,
-            )
-        )
+        start = self.start
+        self.services.audit.add_line(*fast_line(
+            datetime.now(UTC), event="statement", session_id=start.session_id, identity=start.identity,
+            target=start.target, database=start.database, proxy_id=start.proxy_id, statement=text,
+            statement_kind=kind, decision=decision, rows=rows, duration_ms=duration_ms, error_code=error_code,
+        ))
 
     async def before_forward(self) -> None:
         """Strict mode: make every pending event durable, or raise ``RecordingUnavailable``."""

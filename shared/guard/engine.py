@@ -86,7 +86,8 @@ class GuardrailEngine:
             r for r in policy.rules if r.match.in_scope(identity, target, database)
         )
         self._cache: OrderedDict[str, tuple[Decision, ...]] = OrderedDict()
-        self._parsed: OrderedDict[str, tuple[ClassifiedStatement, ...]] = OrderedDict()
+        self._parsed: OrderedDict[str, tuple[tuple[ClassifiedStatement, ...], str | None]] = OrderedDict()
+        self._shape_decisions: OrderedDict[str, Decision] = OrderedDict()
         self._shapes: OrderedDict[str, ClassifiedStatement] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -109,9 +110,10 @@ class GuardrailEngine:
         tracker = session if session is not None else PreparedStatements()
         decisions = []
         dependent = False
-        for stmt in self.classify(sql):
+        statements, shape = self._classify(sql)
+        for stmt in statements:
             dependent = dependent or stmt.session_dependent
-            decisions.append(self.decide(tracker.resolve(stmt)))
+            decisions.append(self._decide_shaped(stmt, shape) if shape else self.decide(tracker.resolve(stmt)))
             tracker.observe(stmt)
         if not dependent and self.policy.cache_size and len(sql) <= MAX_CACHED_SQL:
             self._cache[sql] = tuple(decisions)
@@ -121,27 +123,44 @@ class GuardrailEngine:
 
     def judge_parse(self, name: str, sql: str, session: PreparedStatements) -> Decision:
         """An extended-protocol Parse: track the named statement and judge it."""
-        return self.decide(session.track_parse(name, sql, self.classify(sql)))
+        statements, shape = self._classify(sql)
+        stmt = session.track_parse(name, sql, statements)
+        return self._decide_shaped(stmt, shape) if shape and len(statements) == 1 else self.decide(stmt)
 
     def classify(self, sql: str) -> list[ClassifiedStatement]:
         """``classify(sql)``, remembered: by exact text, and for statements whose verdict cannot depend
         on their literal values, by PostgreSQL's query fingerprint (which ignores constants), so that
         agents that inline values (``WHERE id = 4711``) do not pay for a parse on every statement."""
+        return self._classify(sql)[0]
+
+    def _classify(self, sql: str) -> tuple[list[ClassifiedStatement], str | None]:
+        """(statements, the fingerprint when ``sql`` is one literal-independent statement)."""
         hit = self._parsed.get(sql)
         if hit is not None:
             self._parsed.move_to_end(sql)
-            return list(hit)
+            return list(hit[0]), hit[1]
         fingerprint = _fingerprint(sql) if len(sql) <= MAX_CACHED_SQL else None
         template = self._shapes.get(fingerprint) if fingerprint else None
+        shape = None
         if template is not None:
-            statements = [replace(template, text=sql, span=(0, len(sql)))]
+            statements, shape = [replace(template, text=sql, span=(0, len(sql)))], fingerprint
         else:
             statements = classify(sql)
             if fingerprint and len(statements) == 1 and _literal_independent(statements[0]):
                 self._remember(self._shapes, fingerprint, statements[0])
+                shape = fingerprint
         if len(sql) <= MAX_CACHED_SQL:
-            self._remember(self._parsed, sql, tuple(statements))
-        return statements
+            self._remember(self._parsed, sql, (tuple(statements), shape))
+        return statements, shape
+
+    def _decide_shaped(self, stmt: ClassifiedStatement, shape: str) -> Decision:
+        """``decide`` for a literal-independent statement: the same shape gets the same verdict."""
+        template = self._shape_decisions.get(shape)
+        if template is None:
+            template = self.decide(stmt)
+            self._remember(self._shape_decisions, shape, template)
+            return template
+        return replace(template, statement=stmt.text, classified=stmt)
 
     def _remember(self, cache: OrderedDict[str, Any], key: str, value: Any) -> None:
         cache[key] = value

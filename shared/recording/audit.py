@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import logging
 import secrets
 from collections import deque
@@ -77,6 +78,31 @@ class AuditEvent(BaseModel):
     def date(self) -> str:
         aware = self.time if self.time.tzinfo else self.time.replace(tzinfo=UTC)
         return aware.astimezone(UTC).date().isoformat()
+
+
+_FIELDS = tuple(AuditEvent.model_fields)
+_DEFAULTS = {name: field.default for name, field in AuditEvent.model_fields.items()}
+
+
+def fast_line(time: datetime, **fields: Any) -> tuple[str, bytes]:
+    """(date, line) for an audit event, without building an ``AuditEvent``: the per-statement path.
+
+    Same fields, order and bounds as ``AuditEvent(...).line()`` (tests check that every line parses back
+    into an equal ``AuditEvent``); callers pass values of the model's types."""
+    statement = fields.get("statement")
+    if isinstance(statement, str):
+        text, cut = bound_text(statement, STATEMENT_LIMIT)
+        fields["statement"] = text
+        if cut:
+            fields["statement_truncated"] = True
+    unknown = set(fields) - set(_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown audit fields: {sorted(unknown)}")
+    utc = (time if time.tzinfo else time.replace(tzinfo=UTC)).astimezone(UTC)
+    data = {name: fields.get(name, _DEFAULTS[name]) for name in _FIELDS}
+    data["time"] = utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    line = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass") + b"\n"
+    return utc.date().isoformat(), line
 
 
 def bound_text(text: str, limit: int) -> tuple[str, bool]:
@@ -160,7 +186,10 @@ class AuditWriter:
 
     def add(self, event: AuditEvent) -> None:
         """Append one line (sync, non-blocking). Over the memory bound the line is dropped and counted."""
-        line = event.line()
+        self.add_line(event.date, event.line())
+
+    def add_line(self, date: str, line: bytes) -> None:
+        """``add`` for a line made by ``fast_line``."""
         if self.buffered_bytes + len(line) > self.max_buffered_bytes:
             if self.dropped == 0 or self.dropped % 1000 == 0:
                 log.error(
@@ -171,7 +200,7 @@ class AuditWriter:
                 )
             self.dropped += 1
             return
-        self._lines.setdefault(event.date, []).append(line)
+        self._lines.setdefault(date, []).append(line)
         self._open_bytes += len(line)
         if self._opened_at is None:
             self._opened_at = self._now()
