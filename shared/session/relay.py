@@ -188,7 +188,7 @@ class Relay:
         if self.guard is not None:
             decisions = self.guard.judge(sql, self.prepared)
             out.events.extend(DecisionEvent(d, "simple") for d in decisions)
-        block = first_block(decisions)
+        block = first_block(decisions) if decisions else None
         if decisions:
             statements = [_Statement(d.statement, d.kind.value, d.action.value, d.rule, now_ns,
                                      d.classified.copy_format) for d in decisions]
