@@ -93,6 +93,10 @@ class RecordingSettings(BaseSettings):
     chunk_size: int = 1 << 20
     flush_interval: float = 5.0  # seconds an event may wait before its chunk is cut (buffered mode)
     max_buffered_bytes: int = 64 << 20  # per session: chunks waiting for S3 before the session is ended
+    # Above this many bytes waiting for S3 the session's reads pause until the recording catches up;
+    # if it does not within stall_timeout, the session is ended like an overflow.
+    backpressure_bytes: int = 8 << 20
+    stall_timeout: float = 30.0
     close_timeout: float = 30.0  # how long close() waits for the recording to be sealed in S3
     heartbeat_interval: float = 5.0
     strict_timeout: float = 5.0  # strict mode: how long a statement may wait for its chunk to land
@@ -498,10 +502,26 @@ class SessionRecording:
         if chunk is not None:
             self.uploader.submit(chunk)
 
-    def _overflow(self) -> None:
+    def needs_backpressure(self) -> bool:
+        """True when more of this session's recording waits for the store than it may run ahead of."""
+        return self.uploader.buffered_bytes > self.settings.backpressure_bytes and self.fatal is None
+
+    async def backpressure(self) -> None:
+        """Hold the session's reads while its recording catches up with the store (a slow store slows
+        the session instead of growing the proxy's memory). If it cannot catch up within
+        ``stall_timeout`` the store is considered unreachable: the session ends (``on_fatal``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.stall_timeout
+        while self.needs_backpressure():
+            if loop.time() >= deadline:
+                self._overflow(f"the recording store has not caught up for {self.settings.stall_timeout:.0f}s")
+                return
+            await asyncio.sleep(0.01)
+
+    def _overflow(self, why: str = "") -> None:
         if self.fatal is not None:
             return
-        reason = (
+        reason = why or (
             f"recording buffer bound reached ({self.uploader.buffered_bytes} bytes waiting for the store: "
             f"{self.uploader.last_error})"
         )

@@ -409,6 +409,8 @@ class PgSession:
             if result.to_peer:
                 out.writelines(result.to_peer)
                 await out.drain()
+            if recording is not None and recording.needs_backpressure():
+                await recording.backpressure()
             if self.end_reason == "agent terminated":
                 return
 
@@ -446,6 +448,8 @@ class PgSession:
                         recording.proxy_bytes(piece)
                 out.writelines(result.to_peer)
                 await out.drain()
+                if recording is not None and recording.needs_backpressure():
+                    await recording.backpressure()
 
     async def _make_durable(self, recording: SessionRecording) -> Refusal | None:
         """Strict mode: the statement's bytes are in S3 before it may reach the backend."""
