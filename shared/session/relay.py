@@ -328,7 +328,8 @@ class Relay:
         head = self._expect[0] if self._expect else None
         kind = head.kind if head else ""
         if mtype == ord("T"):
-            fields = m.parse_row_description(body)
+            # Column shapes matter only to the masker: without one, skip building them.
+            fields = m.parse_row_description(body) if self.masker is not None else []
             if kind == "describe" and head is not None:
                 self._expect.popleft()
                 if head.prepared is not None:
