@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -59,7 +59,7 @@ from shared.recording.recorder import SealedChunk, SessionRecorder
 from shared.recording.signing import KmsSigner, ManifestSigner, SigningError, sign_manifest
 from shared.recording.store import ChunkStore, RecordingStoreError
 from shared.recording.sweeper import datetime_ns, manifest_counters
-from shared.recording.uploader import ChunkUploader, RecordingUnavailable
+from shared.recording.uploader import ChunkUploader, RecordingUnavailable, backoff_delay
 from shared.store.base import StoreError
 from shared.store.sessions import (
     GENESIS_HEAD,
@@ -109,6 +109,16 @@ class RecordingSettings(BaseSettings):
     audit_max_buffered_bytes: int = 16 << 20
 
 
+class SessionWho(TypedDict):
+    session_id: str
+    identity: str
+    target: str
+    database: str
+    client_addr: str
+    proxy_id: str
+    policy_version: str
+
+
 @dataclass(frozen=True, slots=True)
 class SessionStart:
     """Who, where and when: what the proxy knows once a session is granted (or refused)."""
@@ -121,6 +131,12 @@ class SessionStart:
     proxy_id: str
     started_at: datetime
     policy_version: str = ""
+
+    def who(self) -> SessionWho:
+        """The fields every record of this session repeats (recording meta, index item, audit)."""
+        return {"session_id": self.session_id, "identity": self.identity, "target": self.target,
+                "database": self.database, "client_addr": self.client_addr, "proxy_id": self.proxy_id,
+                "policy_version": self.policy_version}
 
 
 @dataclass(eq=False)
@@ -206,16 +222,10 @@ class SessionRecording:
         self.retain_until = retain_until
         self._on_fatal = on_fatal
         meta = SessionMeta(
-            session_id=start.session_id,
-            identity=start.identity,
-            target=start.target,
-            database=start.database,
-            client_addr=start.client_addr,
-            proxy_id=start.proxy_id,
+            **start.who(),
             started_at=format_timestamp(datetime_ns(start.started_at)),
             retain_until=format_timestamp(datetime_ns(retain_until)),
             mode=mode,
-            policy_version=start.policy_version,
         )
         self.recorder = SessionRecorder(
             meta,
@@ -286,15 +296,9 @@ class SessionRecording:
         """
         now = datetime.now(UTC)
         record = SessionRecord(
-            session_id=start.session_id,
-            identity=start.identity,
-            target=start.target,
-            database=start.database,
-            client_addr=start.client_addr,
-            proxy_id=start.proxy_id,
+            **start.who(),
             started_at=start.started_at,
             status=SessionState.REFUSED,
-            policy_version=start.policy_version,
             ended_at=now,
             last_heartbeat=now,
             reason=reason,
@@ -565,18 +569,12 @@ class SessionRecording:
     async def _open_index(self) -> None:
         s = self.start
         record = SessionRecord(
-            session_id=s.session_id,
-            identity=s.identity,
-            target=s.target,
-            database=s.database,
-            client_addr=s.client_addr,
-            proxy_id=s.proxy_id,
+            **s.who(),
             started_at=s.started_at,
             status=SessionState.ACTIVE,
             prefix=session_prefix(s.session_id, self.recorder.meta.started_at),
             retain_until=self.recorder.meta.retain_until,
             mode=self.mode,
-            policy_version=s.policy_version,
             last_heartbeat=datetime.now(UTC),
         )
         await asyncio.to_thread(self.services.index.open, record)
@@ -600,7 +598,7 @@ async def _retry(what: str, call: Callable[[], Any], *, attempts: int | None = N
             if attempts is not None and attempt >= attempts:
                 raise
             log.warning("%s failed (attempt %d): %s", what, attempt, e)
-            await asyncio.sleep(min(_MAX_RETRY_DELAY, 0.1 * 2**attempt))
+            await asyncio.sleep(backoff_delay(attempt, 0.1, _MAX_RETRY_DELAY))
 
 
 def _audit(start: SessionStart, *, event: Literal["statement", "decision"], **fields: Any) -> AuditEvent:

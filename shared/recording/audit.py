@@ -29,6 +29,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, field_serializer, model_validator
 
+from .uploader import backoff_delay
+
 log = logging.getLogger(__name__)
 
 STATEMENT_LIMIT: Final = 4096  # bytes of UTF-8 statement text kept per line
@@ -281,7 +283,7 @@ class AuditWriter:
                     log.warning("audit object %s exists already; treating it as written", key)
                 else:
                     self.last_error = e
-                    delay = min(self.backoff_max, self.backoff_initial * 2**attempt)
+                    delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
                     log.warning("audit upload %s failed (attempt %d): %s", key, attempt + 1, e)
                     attempt += 1
                     await asyncio.sleep(delay)

@@ -43,6 +43,12 @@ class RecordingUnavailable(RecordingStoreError):
     """Strict mode: the statement's event could not be made durable, so the statement must not run."""
 
 
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: many proxies retrying against a recovering S3 (or KMS,
+    or DynamoDB) must not retry in lockstep."""
+    return (rng or random).uniform(0, min(maximum, initial * 2**attempt))
+
+
 class ChunkUploader:
     def __init__(
         self,
@@ -189,5 +195,4 @@ class ChunkUploader:
         await asyncio.to_thread(self.store.put_chunk, chunk, self.retain_until)
 
     def _backoff(self, attempt: int) -> float:
-        # Full jitter: many proxies retrying against a recovering S3 must not retry in lockstep.
-        return self._rng.uniform(0, min(self.backoff_max, self.backoff_initial * 2**attempt))
+        return backoff_delay(attempt, self.backoff_initial, self.backoff_max, self._rng)
