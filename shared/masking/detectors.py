@@ -2,11 +2,12 @@
 
 All detectors share one compiled alternation (``_CANDIDATES``), so a value is scanned once whatever the
 number of detectors. Candidates are confirmed by checksums and structure where the value has them (Luhn
-and issuer ranges for cards via python-stdnum, SSA rules for SSNs, ISO 7064 for IBANs, a JSON header for
+and issuer ranges for cards; SSA rules for SSNs and ISO 7064 for IBANs via python-stdnum; a JSON header for
 JWTs); secrets without a checksum need a distinctive prefix or, for AWS secret keys, a naming context.
 
 ``candidates`` is the bytes-level prefilter used on whole read buffers: if it finds nothing, no detector
 can match anywhere in the buffer (text and text-like binary values are bytes of the same characters).
+``candidate_kinds`` is the same test on one value, telling an e-mail-only candidate from the rest.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import AnyStr
 
 from stdnum import iban as stdnum_iban
-from stdnum import luhn
 from stdnum.us import ssn as stdnum_ssn
 
 
@@ -63,14 +64,20 @@ _CANDIDATES = re.compile(
 )
 # E-mail addresses are found from their '@' outwards: a regex that tries a local part at every position
 # costs a microsecond per character.
-_EMAIL_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
+_EMAIL_LOCAL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
 _EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# For ASCII values as bytes: an address around one '@' (its local part: at most 64 _EMAIL_LOCAL), and
+# the same language ("L(.L)*.AA+" is "(L.)+AA+", the form re matches faster) for addresses of at most 19
+# characters on either side of the '@'.
+_EMAIL_ADDRESS = re.compile(rb"[A-Za-z0-9._%+-]{1,64}@" + _EMAIL_DOMAIN.pattern.encode())
+_LONE_EMAIL = re.compile(rb"[A-Za-z0-9._%+-]{1,19}@(?=[A-Za-z0-9.-]{1,19}\Z)(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}")
+
 
 # The prefilter works on two translations of the buffer (bytes.translate runs at memory speed) and a
 # handful of substring searches, rather than one regex: CPython's re scans a row-data buffer at 10-50 MB/s
 # whatever the pattern, which would cost more than the whole proxy. It is a superset of the detectors:
 # - cards (a 4-digit group then 4 more digits), IBANs (every IBAN format has 8 consecutive digits in its
-#   BBAN; printed ones then show "dddd dddd") and SSNs: digit shapes in _DIGITS;
+#   BBAN; printed ones then show "dddd dddd") and SSNs: digit shapes;
 # - e-mail: an '@' between address characters;
 # - cloud keys, GitHub/Slack tokens, JWTs, PEM bodies, AWS secret keys: a run of 20+ token characters.
 def _table(classes: dict[bytes, bytes], default: bytes) -> bytes:
@@ -85,48 +92,62 @@ _DIGITS_ = b"0123456789"
 _LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SHAPES = _table({_DIGITS_: b"0", _LETTERS + b"_.%+": b"a", b" -": b"-", b"@": b"@"}, b".")
 _TOKENS = _table({_DIGITS_ + _LETTERS + b"_+/=.-": b"a"}, b" ")
-# None of these occurs in a date or a timestamp ("dddd-dd-dd dd:dd:dd").
-_DIGIT_SHAPES = (b"00000000", b"0000-0000", b"000-00-0000")
-_TOKEN_RUN = b"a" * 20
-_EMAIL_NEIGHBOURS = frozenset(b"a0-")
+# Searched for in the translations: digit shapes ("0000", then the three whole ones; none occurs in a date
+# or a timestamp, "dddd-dd-dd dd:dd:dd") and a token run.
+_NEEDLES = ("0000", "00000000", "0000-0000", "000-00-0000", "a" * 20)
+_NEEDLES_BYTES = tuple(n.encode() for n in _NEEDLES)
+_EMAIL_NEIGHBOURS = frozenset(["a", "0", "-", b"a", b"0", b"-"])
+# Values are searched as str: ``in`` on a str is a plain search, while bytes.find parses its arguments the
+# slow way and ``in`` on bytes first tries an int (and pays for a TypeError). Whole buffers are searched as
+# bytes: there those costs vanish next to the search, and a decode would not.
+_SHORT = 512
+
+
+# What the prefilter saw, as bits: a match of any detector but e-mail overlaps a digit shape or a token
+# run (STRUCTURED); an e-mail match holds an '@' between address characters (EMAIL_AT).
+STRUCTURED = 1
+EMAIL_AT = 2
 
 
 def candidates(data: bytes) -> bool:
     """True if any detector might match somewhere in ``data``; False guarantees none can."""
-    return bool(candidate_spans(data, first=True))
+    if len(data) <= _SHORT:
+        return _kinds(data, data.translate(_SHAPES).decode(), _NEEDLES, "@", first=True) != 0
+    return _kinds(data, data.translate(_SHAPES), _NEEDLES_BYTES, b"@", first=True) != 0
 
 
-def candidate_spans(data: bytes, *, first: bool = False) -> list[tuple[int, int]]:
-    """(start, end) byte spans of the prefilter's hits: a detector match overlaps at least one of them.
+def candidate_kinds(data: bytes) -> int:
+    """The prefilter by kind: which detectors might match in ``data`` (0: none can)."""
+    if len(data) <= _SHORT:
+        return _kinds(data, data.translate(_SHAPES).decode(), _NEEDLES, "@", first=False)
+    return _kinds(data, data.translate(_SHAPES), _NEEDLES_BYTES, b"@", first=False)
 
-    With ``first``, stops at the first hit (enough for a yes/no answer)."""
-    spans: list[tuple[int, int]] = []
-    shapes = data.translate(_SHAPES)
-    for needle in _DIGIT_SHAPES:
-        _all(shapes, needle, spans, first)
-        if first and spans:
-            return spans
-    at = shapes.find(b"@")
+
+def _kinds(data: bytes, shapes: AnyStr, needles: tuple[AnyStr, ...], at_sign: AnyStr, *, first: bool) -> int:
+    kinds = STRUCTURED if _structured_shape(data, shapes, needles) else 0
+    if kinds and first:
+        return kinds
+    at = shapes.find(at_sign)
     while at > 0:  # '@' is also a length byte (64): check its neighbours
-        if shapes[at - 1] in _EMAIL_NEIGHBOURS and shapes[at + 1 : at + 2] and shapes[at + 1] in _EMAIL_NEIGHBOURS:
-            spans.append((at - 1, at + 2))
-            if first:
-                return spans
-        at = shapes.find(b"@", at + 1)
-    _all(data.translate(_TOKENS), _TOKEN_RUN, spans, first)
-    return spans
+        if shapes[at - 1 : at] in _EMAIL_NEIGHBOURS and shapes[at + 1 : at + 2] in _EMAIL_NEIGHBOURS:
+            return kinds | EMAIL_AT
+        at = shapes.find(at_sign, at + 1)
+    return kinds
 
 
-def _all(haystack: bytes, needle: bytes, spans: list[tuple[int, int]], first: bool) -> None:
-    pos = haystack.find(needle)
-    while pos >= 0:
-        spans.append((pos, pos + len(needle)))
-        if first:
-            return
-        pos = haystack.find(needle, pos + len(needle))
+def _structured_shape(data: bytes, shapes: AnyStr, needles: tuple[AnyStr, ...]) -> bool:
+    """A digit shape or a token run."""
+    four, eight, groups, ssn, run = needles
+    if four in shapes and (eight in shapes or groups in shapes or ssn in shapes):
+        return True
+    if len(data) < len(run):
+        return False
+    tokens = data.translate(_TOKENS)
+    return run in tokens.decode() if isinstance(run, str) else run in tokens
 
 
 # Issuer (IIN) ranges of the card networks, as (low, high, lengths) on the leading digits.
+# fmt: off
 _ISSUERS: tuple[tuple[str, str, frozenset[int]], ...] = (
     ("4", "4", frozenset({13, 16, 19})),  # Visa
     ("51", "55", frozenset({16})), ("2221", "2720", frozenset({16})),  # Mastercard
@@ -140,6 +161,7 @@ _ISSUERS: tuple[tuple[str, str, frozenset[int]], ...] = (
     ("50", "50", frozenset(range(12, 20))), ("56", "69", frozenset(range(12, 20))),  # Maestro
     ("2200", "2204", frozenset(range(16, 20))),  # Mir
 )
+# fmt: on
 
 
 _ISSUERS_BY_DIGIT = {d: tuple(i for i in _ISSUERS if i[0][0] == d) for d in "0123456789"}
@@ -147,13 +169,24 @@ _ISSUERS_BY_DIGIT = {d: tuple(i for i in _ISSUERS if i[0][0] == d) for d in "012
 
 @lru_cache(maxsize=65536)  # result sets repeat card numbers (joins, one customer per many rows)
 def is_card_number(digits: str) -> bool:
-    """13-19 digits, a known issuer range, and a valid Luhn check digit."""
-    if not 13 <= len(digits) <= 19 or not digits.isdigit():
+    """13-19 ASCII digits, a known issuer range, and a valid Luhn check digit."""
+    if not 13 <= len(digits) <= 19 or not digits.isascii() or not digits.isdigit():
         return False
     for low, high, lengths in _ISSUERS_BY_DIGIT[digits[0]]:
         if len(digits) in lengths and low <= digits[: len(low)] <= high:
-            return bool(luhn.is_valid(digits))
+            return luhn_valid(digits)
     return False
+
+
+# Luhn doubles every second digit from the right and adds the digits of the product: 5 -> 10 -> 1.
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
+
+
+def luhn_valid(digits: str) -> bool:
+    """``stdnum.luhn.is_valid`` for ASCII digits, summed by C loops instead of a generator per digit."""
+    raw = digits.encode()
+    kept, doubled = raw[-1::-2], raw[-2::-2].translate(_LUHN_DOUBLED)
+    return (sum(kept) - 48 * len(kept) + sum(doubled)) % 10 == 0
 
 
 def _prefixes(candidate: str) -> list[str]:
@@ -200,14 +233,36 @@ def _emails(text: str) -> list[Match]:
     out: list[Match] = []
     at = text.find("@")
     while at > 0:
-        start = at
-        while start > 0 and at - start < 64 and text[start - 1] in _EMAIL_LOCAL:
-            start -= 1
+        before = text[max(0, at - 64) : at]  # the local part: up to 64 address characters before the '@'
+        start = at - (len(before) - len(before.rstrip(_EMAIL_LOCAL)))
         domain = _EMAIL_DOMAIN.match(text, at + 1)
         if start < at and domain is not None:
             out.append(Match(Detector.EMAIL, start, domain.end()))
         at = text.find("@", at + 1)
     return out
+
+
+def is_lone_email(value: bytes) -> bool:
+    """Whether ``value`` is one e-mail address and nothing else a detector could match; then ``find``
+    reports one e-mail match, over the whole value.
+
+    Why: a full match puts the only '@' after at most 64 address characters (where _emails starts) and a
+    domain up to the end; _EMAIL_DOMAIN's first match ends there too, because its labels are whole (a
+    shorter label leaves no '.' for what follows) and its last label is all letters. At most 19 characters
+    on either side of the '@' leave no room for a token run, and no four digits in a row none for a digit
+    shape: no other detector can match."""
+    return _LONE_EMAIL.fullmatch(value) is not None and "0000" not in value.translate(_SHAPES).decode()
+
+
+def find_emails(value: bytes) -> list[tuple[int, int]]:
+    """The (start, end) spans ``find`` reports in an ASCII value in which the prefilter saw nothing but
+    an '@' (``candidate_kinds(value) == EMAIL_AT``): then no other detector can match, so this is all."""
+    at = value.find(b"@")
+    if value.find(b"@", at + 1) < 0:
+        # One '@': the leftmost match from 64 characters before it starts where _email_spans starts.
+        match = _EMAIL_ADDRESS.search(value, max(0, at - 64))
+        return [] if match is None else [match.span()]
+    return [(m.start, m.end) for m in _merge([], _emails(value.decode("ascii")))]
 
 
 def _merge(first: list[Match], second: list[Match]) -> list[Match]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections import Counter
 from enum import IntEnum
 
 from shared.masking import binary as b
@@ -68,8 +67,9 @@ def mode_for(type_oid: int, fmt: int) -> Mode:
 
 
 # Modes whose raw bytes show every character a detector looks for, so a bytes prefilter is exact.
-PREFILTERABLE = frozenset({Mode.TEXT, Mode.NUMBER_TEXT, Mode.JSON_TEXT, Mode.ARRAY_TEXT, Mode.NUMBER_ARRAY_TEXT,
-                           Mode.JSONB_BINARY})
+PREFILTERABLE = frozenset(
+    {Mode.TEXT, Mode.NUMBER_TEXT, Mode.JSON_TEXT, Mode.ARRAY_TEXT, Mode.NUMBER_ARRAY_TEXT, Mode.JSONB_BINARY}
+)
 # Binary modes that hide digits (int8, numeric, arrays of them) and so are decoded on every row.
 ALWAYS_DECODE = frozenset({Mode.INT_BINARY, Mode.NUMERIC_BINARY, Mode.ARRAY_BINARY})
 
@@ -78,14 +78,20 @@ ALWAYS_DECODE = frozenset({Mode.INT_BINARY, Mode.NUMERIC_BINARY, Mode.ARRAY_BINA
 _STOPS = {Mode.JSON_TEXT: '"', Mode.ARRAY_TEXT: '",}', Mode.NUMBER_ARRAY_TEXT: ",}"}
 
 
+def rule_mode(type_oid: int, fmt: int) -> Mode:
+    """How a column rule reads a value: numbers stay numbers in text format too (int4, float8, ...)."""
+    return Mode.NUMBER_TEXT if fmt == 0 and type_oid in b.NUMBERS else mode_for(type_oid, fmt)
+
+
 class ValueMasker:
-    """Searches and replaces inside values; counts what it masked by detector / column."""
+    """Searches and replaces inside values; notes what it masked in ``found``, one name per value masked
+    (detector "card", column rule "column:ssn", "undecodable"), for the caller to count."""
 
     def __init__(self, detectors: dict[Detector, MaskAction], tokens: Tokenizer) -> None:
         self.actions = {d: a for d, a in detectors.items() if a is not MaskAction.OFF}
         self.enabled = frozenset(self.actions)
         self.tokens = tokens
-        self.counts: Counter[str] = Counter()
+        self.found: list[str] = []  # never rebound: cells keep a reference to it
 
     # ---------------------------------------------------------------- detectors inside values
 
@@ -104,8 +110,12 @@ class ValueMasker:
             s = value.decode("utf-8", _SURROGATE)
             if mode is Mode.NUMBER_TEXT:
                 return self._number_text(s)
-            out = self.text(s, json_context=mode is Mode.JSON_TEXT, numbers=mode is Mode.NUMBER_ARRAY_TEXT,
-                            stop=_STOPS.get(mode, ""))
+            out = self.text(
+                s,
+                json_context=mode is Mode.JSON_TEXT,
+                numbers=mode is Mode.NUMBER_ARRAY_TEXT,
+                stop=_STOPS.get(mode, ""),
+            )
             return None if out is None else out.encode("utf-8", _SURROGATE)
         if mode is Mode.ARRAY_BINARY:
             return self._array(value, None)
@@ -123,8 +133,9 @@ class ValueMasker:
             return b.encode_numeric(self._card_number(digits, 15), dscale)
         return None
 
-    def text(self, s: str, *, json_context: bool = False, numbers: bool = False, stop: str = "",
-             delimiter: str = "") -> str | None:
+    def text(
+        self, s: str, *, json_context: bool = False, numbers: bool = False, stop: str = "", delimiter: str = ""
+    ) -> str | None:
         """Mask detector matches in a string. In JSON, a matched bare number becomes a JSON string; with
         ``numbers`` (int8[] text) or ``delimiter`` (a whole COPY field), a card becomes a number."""
         matches = find(s, self.enabled)
@@ -142,8 +153,11 @@ class ValueMasker:
                 continue
             parts.append(s[pos : m.start])
             found = s[m.start : end]
-            as_number = m.detector is Detector.CARD and found.isdigit() and (
-                numbers or (delimiter and _whole_field(s, m.start, end, delimiter)))
+            as_number = (
+                m.detector is Detector.CARD
+                and found.isdigit()
+                and (numbers or (delimiter and _whole_field(s, m.start, end, delimiter)))
+            )
             if as_number:
                 parts.append(str(self._card_number(found, 15)))
             else:
@@ -151,7 +165,7 @@ class ValueMasker:
                 new = mask_text(action, found, normalize(m.detector, found), self.tokens)
                 bare = json_context and found[:1].isdigit() and not _in_json_string(s, m.start)
                 parts.append(json.dumps(new) if bare else new)
-                self.counts[m.detector.value] += 1
+                self.found.append(m.detector.value)
             pos = end
         parts.append(s[pos:])
         return "".join(parts)
@@ -164,7 +178,7 @@ class ValueMasker:
 
     def _card_number(self, digits: str, width: int) -> int:
         """A card number's numeric replacement (callers check that the card detector is on)."""
-        self.counts[Detector.CARD.value] += 1
+        self.found.append(Detector.CARD.value)
         return mask_number(self.actions[Detector.CARD], normalize(Detector.CARD, digits), self.tokens, width)
 
     def _array(self, value: bytes, rule: MaskAction | None, column: str = "") -> bytes | None:
@@ -177,7 +191,7 @@ class ValueMasker:
             try:
                 new = self.scan(elem_mode, e) if rule is None else self.apply(rule, elem, 1, e, column)
             except (ValueError, struct.error):
-                new, self.counts[UNDECODABLE] = None, self.counts[UNDECODABLE] + 1
+                self.found.append(UNDECODABLE)
                 elements[i], changed = None, True
                 continue
             if new is not None:
@@ -188,12 +202,11 @@ class ValueMasker:
 
     def apply(self, action: MaskAction, type_oid: int, fmt: int, value: bytes, column: str) -> bytes | None:
         """Replace a whole value under a column rule; None means "send NULL" (no safe replacement)."""
-        self.counts[f"column:{column}"] += 1
-        mode = Mode.NUMBER_TEXT if fmt == 0 and type_oid in b.NUMBERS else mode_for(type_oid, fmt)
-        if mode is Mode.ARRAY_BINARY:
-            self.counts[f"column:{column}"] -= 1
+        mode = rule_mode(type_oid, fmt)
+        if mode is Mode.ARRAY_BINARY:  # counted per element
             out = self._array(value, action, column)
             return value if out is None else out
+        self.found.append(f"column:{column}")
         if mode in (Mode.NUMBER_TEXT, Mode.INT_BINARY, Mode.NUMERIC_BINARY, Mode.FLOAT_BINARY):
             return self._apply_number(action, type_oid, mode, value)
         if mode in (Mode.TEXT, Mode.JSON_TEXT, Mode.JSONB_BINARY):
@@ -217,8 +230,9 @@ class ValueMasker:
         if mode is Mode.NUMERIC_BINARY:
             digits, dscale = b.decode_numeric(value)
             return b.encode_numeric(mask_number(action, digits or "0", self.tokens, width), dscale)
-        number = float(mask_number(action, repr(struct.unpack("!d" if len(value) == 8 else "!f", value)[0]),
-                                   self.tokens, 6))
+        number = float(
+            mask_number(action, repr(struct.unpack("!d" if len(value) == 8 else "!f", value)[0]), self.tokens, 6)
+        )
         return struct.pack("!d" if len(value) == 8 else "!f", number)
 
 
