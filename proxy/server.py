@@ -130,7 +130,7 @@ class ProxyServer:
 
         async def finish(session: PgSession) -> None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(session.idle.wait(), drain)
+                await asyncio.wait_for(session.wait_idle(), drain)
             await session.terminate(
                 "57P01", "Airlock proxy is shutting down; reconnect to continue", reason="proxy shutdown"
             )

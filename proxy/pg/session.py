@@ -24,8 +24,9 @@ import logging
 import ssl
 import time
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -41,16 +42,26 @@ from shared.pgwire.constants import (
     SMALL_MESSAGE_LIMIT,
 )
 from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Framer
+from shared.pgwire.framing import Frame, Framer
 from shared.recording.format import EventKind, SessionStatus
-from shared.session.relay import DecisionEvent, MaskEvent, Refusal, Relay, RelayEvent, StatementEvent
+from shared.session.relay import (
+    DecisionEvent,
+    MaskEvent,
+    PassthroughRelay,
+    Refusal,
+    Relay,
+    RelayEvent,
+    StatementEvent,
+    with_guard,
+)
 
 from ..controlplane import ControlPlaneError
 from ..credentials import CredentialError
 from ..recording import RecordingUnavailable, SessionRecording, SessionStart
 from .backend import BackendConnection, BackendError, connect_backend
 from .cancel import CancelTarget, new_cancel_key
-from .wire import MessageReader, PeerClosed, has_buffered_plaintext, read_startup_packet
+from .link import Endpoint
+from .wire import MessageReader, PeerClosed, has_buffered_plaintext, read_startup_packet, take_buffered
 
 if TYPE_CHECKING:
     from ..server import ProxyServer
@@ -60,6 +71,9 @@ log = logging.getLogger(__name__)
 _RELAY_TYPES = frozenset(FRONTEND_TYPES - {ord("p")})
 # Messages that carry or run a statement: in strict mode they wait for the recording to be durable.
 _STATEMENTS = frozenset(b"QPF")
+# Why a side is not being read (besides the other side's full write buffer).
+_STRICT = "strict-recording"
+_RECORDING = "recording-backpressure"
 
 
 class SessionEnded(Exception):
@@ -67,6 +81,11 @@ class SessionEnded(Exception):
 
 
 class PgSession:
+    # The relay phase's endpoints, one per socket (set when the relay starts: ``_relaying``).
+    agent_side: Endpoint
+    backend_side: Endpoint
+    _done: asyncio.Future[None]  # resolved (or failed) when the relay is over
+
     def __init__(self, server: ProxyServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server = server
         self.settings = server.settings
@@ -81,8 +100,7 @@ class PgSession:
         self.cancel_key: tuple[int, bytes] | None = None
         # Requests sent to the backend that have not had their ReadyForQuery yet.
         self.pending = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self._idle_waiters: list[asyncio.Future[None]] = []
         self.tx_status = b"I"
         self.bytes_in = 0
         self.bytes_out = 0
@@ -98,6 +116,11 @@ class PgSession:
         self._refusal: tuple[str, str] | None = None
         self._target = self._database = ""
         self._started_at = datetime.now(UTC)
+        # The relay phase (set up by _relay): one endpoint per socket, framers, strict-mode backlog.
+        self._relaying = False
+        self._strict = False
+        self._agent_backlog: list[bytes] | None = None
+        self._agent_framer = self._backend_framer = Framer(limit=0)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -128,13 +151,19 @@ class PgSession:
         finally:
             await self._close()
             if self._refusal is not None and self.recording is None and self.identity:
-                await SessionRecording.refused(self.server.recording, self._session_start(),
-                                               reason=self._refusal[1], sqlstate=self._refusal[0])
+                await SessionRecording.refused(
+                    self.server.recording, self._session_start(), reason=self._refusal[1], sqlstate=self._refusal[0]
+                )
             log.info(
                 "session closed",
-                extra={"session_id": self.session_id, "identity": self.identity, "reason": self.end_reason,
-                       "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
-                       "seconds": round(time.monotonic() - started, 3)},
+                extra={
+                    "session_id": self.session_id,
+                    "identity": self.identity,
+                    "reason": self.end_reason,
+                    "bytes_in": self.bytes_in,
+                    "bytes_out": self.bytes_out,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
             )
 
     async def _close(self) -> None:
@@ -152,11 +181,28 @@ class PgSession:
                 self.backend.writer.write(m.TERMINATE)
             self.backend.writer.close()
         self.writer.close()
+        # Once the relay owns the transport, the stream no longer hears of its closing: the endpoint does.
+        closed = self.agent_side.closed if self._relaying else self.writer.wait_closed()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.writer.wait_closed(), 2)
+            await asyncio.wait_for(closed, 2)
+        if self._relaying:
+            self._finish()
         if self.recording is not None:
             await self.recording.close(SessionStatus.CLOSED, reason=self.end_reason or "closed")
-        self.idle.set()
+        self._wake_idle()
+
+    async def wait_idle(self) -> None:
+        """Until no request sent to the backend still owes its ReadyForQuery (or the session ends)."""
+        if self.pending and not self._closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _wake_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def terminate(self, sqlstate: str, message: str, reason: str) -> None:
         """End a live session with a FATAL the agent can read (revocation, shutdown)."""
@@ -185,17 +231,25 @@ class PgSession:
     def _session_start(self) -> SessionStart:
         grant = self.grant
         return SessionStart(
-            session_id=self.session_id, identity=self.identity, target=grant.target if grant else self._target,
-            database=grant.database if grant else self._database, client_addr=self.client_addr,
-            proxy_id=self.settings.proxy_id, started_at=self._started_at,
+            session_id=self.session_id,
+            identity=self.identity,
+            target=grant.target if grant else self._target,
+            database=grant.database if grant else self._database,
+            client_addr=self.client_addr,
+            proxy_id=self.settings.proxy_id,
+            started_at=self._started_at,
             policy_version=str(grant.policy_version) if grant else "",
         )
 
     def _on_recording_fatal(self, reason: str) -> None:
         """Buffered recording cannot keep up (S3 unreachable past the bound): end the session, loudly."""
-        task = asyncio.get_running_loop().create_task(self.terminate(
-            "58030", f"Airlock ended this session: its recording cannot be stored ({reason})",
-            reason=f"recording fault: {reason}"))
+        task = asyncio.get_running_loop().create_task(
+            self.terminate(
+                "58030",
+                f"Airlock ended this session: its recording cannot be stored ({reason})",
+                reason=f"recording fault: {reason}",
+            )
+        )
         self._tasks.append(task)
 
     # ------------------------------------------------------------------ start-up
@@ -242,15 +296,18 @@ class PgSession:
         target = target or self.settings.default_target
         self._target, self._database = target, db
         if not self.tls:
-            raise self._refuse(
-                "28000", "Airlock accepts tokens only over TLS: connect with sslmode=require"
-            )
+            raise self._refuse("28000", "Airlock accepts tokens only over TLS: connect with sslmode=require")
         self._to_agent(m.build_authentication(AUTH_CLEARTEXT))
         await self.writer.drain()
         token = await self._read_password()
         request = AuthorizeRequest(
-            identity=user, token=SecretStr(token), target=target, database=db, client_addr=self.client_addr,
-            proxy_id=self.settings.proxy_id, session_id=self.session_id,
+            identity=user,
+            token=SecretStr(token),
+            target=target,
+            database=db,
+            client_addr=self.client_addr,
+            proxy_id=self.settings.proxy_id,
+            session_id=self.session_id,
         )
         try:
             answer = await self.server.control_plane.authorize(request)
@@ -276,8 +333,12 @@ class PgSession:
             raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
         try:
             self.backend = backend = await connect_backend(
-                grant.backend, credential, startup.params, startup.protocol,
-                timeout=self.settings.connect_timeout, max_message=self.settings.max_backend_message,
+                grant.backend,
+                credential,
+                startup.params,
+                startup.protocol,
+                timeout=self.settings.connect_timeout,
+                max_message=self.settings.max_backend_message,
             )
         except BackendError as e:
             log.error("backend: %s", e, extra={"session_id": self.session_id})
@@ -289,15 +350,25 @@ class PgSession:
         key = new_cancel_key(backend.protocol)
         self.cancel_key = (backend.pid, key)
         self.server.cancels.register(backend.pid, key, CancelTarget(grant.backend, backend.pid, backend.key))
-        greeting = [m.build_authentication(AUTH_OK), *backend.greeting,
-                    m.build_backend_key_data(backend.pid, key), m.build_ready_for_query(backend.ready_status)]
+        greeting = [
+            m.build_authentication(AUTH_OK),
+            *backend.greeting,
+            m.build_backend_key_data(backend.pid, key),
+            m.build_ready_for_query(backend.ready_status),
+        ]
         self._to_agent(b"".join(greeting))
         self.tx_status = backend.ready_status
         log.info(
             "session granted",
-            extra={"session_id": self.session_id, "identity": grant.identity, "target": grant.target,
-                   "database": grant.database, "policy_version": grant.policy_version,
-                   "client": self.client_addr, "backend_pid": backend.pid},
+            extra={
+                "session_id": self.session_id,
+                "identity": grant.identity,
+                "target": grant.target,
+                "database": grant.database,
+                "policy_version": grant.policy_version,
+                "client": self.client_addr,
+                "backend_pid": backend.pid,
+            },
         )
 
     async def _relay_for(self, grant: Grant) -> Relay:
@@ -309,7 +380,10 @@ class PgSession:
                     raise CredentialError("the masking policy uses tokens but names no token_key_ref")
                 key = (await self.server.credentials.get_text(grant.masking.token_key_ref)).encode()
             masker = ResultMasker(grant.masking, token_key=key)
-        return Relay(self.server.guardrails_for(grant), masker)
+        guard = self.server.guardrails_for(grant)
+        if guard is None and masker is None and self.recording is None:
+            return PassthroughRelay()
+        return Relay(guard, masker)
 
     async def _open_recording(self, grant: Grant) -> None:
         if self.settings.disable_recording:
@@ -318,14 +392,18 @@ class PgSession:
             return
         try:
             self.recording = await SessionRecording.open(
-                self.server.recording, self._session_start(), mode=grant.recording.value,
-                retention_days=grant.retention_days, grant=grant.model_dump(mode="json"),
+                self.server.recording,
+                self._session_start(),
+                mode=grant.recording.value,
+                retention_days=grant.retention_days,
+                grant=grant.model_dump(mode="json"),
                 on_fatal=self._on_recording_fatal,
             )
         except RecordingUnavailable as e:
             log.error("cannot open strict recording: %s", e, extra={"session_id": self.session_id})
-            raise self._refuse("58030", "Airlock cannot record this session, and its policy requires "
-                                        "strict recording; try again later") from e
+            raise self._refuse(
+                "58030", "Airlock cannot record this session, and its policy requires strict recording; try again later"
+            ) from e
         assert self.recording is not None
         for from_agent, data in self._early:
             if from_agent:
@@ -352,104 +430,162 @@ class PgSession:
     async def _relay(self) -> None:
         backend = self.backend
         assert backend is not None
-        for writer in (self.writer, backend.writer):
-            transport = writer.transport
-            transport.set_write_buffer_limits(high=self.settings.write_high_water)
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        strict = self.grant is not None and self.grant.recording is RecordingMode.STRICT
+        self._strict = strict and self.recording is not None
+        self._agent_framer = Framer(
+            limit=self.settings.max_agent_message,
+            allowed=_RELAY_TYPES,
+            small_types=FRONTEND_SMALL,
+            small_limit=SMALL_MESSAGE_LIMIT,
+            peer="frontend",
+        )
+        self._backend_framer = Framer(limit=self.settings.max_backend_message, peer="backend")
         for leftover in backend.messages.take_unconsumed():
             self._to_agent(leftover)
-        agent = asyncio.create_task(self._pump_agent(backend), name=f"{self.session_id}-agent")
-        server = asyncio.create_task(self._pump_backend(backend), name=f"{self.session_id}-backend")
-        renew = asyncio.create_task(self._renew(), name=f"{self.session_id}-renew")
-        self._tasks = [agent, server, renew]
-        done, _ = await asyncio.wait({agent, server}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task.cancelled():
-                continue
-            error = task.exception()
-            if error is not None and not isinstance(error, (ConnectionError, PeerClosed)):
-                raise error
-
-    async def _pump_agent(self, backend: BackendConnection) -> None:
-        framer = Framer(
-            limit=self.settings.max_agent_message, allowed=_RELAY_TYPES, small_types=FRONTEND_SMALL,
-            small_limit=SMALL_MESSAGE_LIMIT, peer="frontend",
+        self.agent_side = agent = Endpoint("agent", self.writer.transport, self._from_agent, self._lost, self._finish)
+        self.backend_side = server = Endpoint(
+            "backend", backend.writer.transport, self._from_backend, self._lost, self._finish
         )
-        read = self.reader.read
-        size = self.settings.read_size
-        out = backend.writer
-        relay = self.relay
-        recording = self.recording
-        strict = self.grant is not None and self.grant.recording is RecordingMode.STRICT
-        while True:
-            data = await read(size)
-            if not data:
-                self.end_reason = self.end_reason or "agent disconnected"
-                return
-            self.bytes_in += len(data)
-            if recording is not None:
-                recording.agent_bytes(data)
-            try:
-                chunk, frames = framer.feed(data)
-                refuse = None
-                if strict and recording is not None and any(t in _STATEMENTS for t, _, _ in frames):
-                    refuse = await self._make_durable(recording)
-                result = relay.from_agent(chunk, frames, time.time_ns(), refuse)
-            except ProtocolViolation as e:
-                self.end_reason = f"protocol violation from agent: {e}"
-                log.warning("%s", self.end_reason, extra={"session_id": self.session_id})
-                self._fatal_nowait(e.sqlstate, f"Airlock: {e}")
-                return
-            if result.events:
-                self._on_events(result.events)
-            if result.requests:
-                self.pending += result.requests
-                self.idle.clear()
-            if result.terminate:
-                self.end_reason = "agent terminated"
-            if result.to_peer:
-                out.writelines(result.to_peer)
-                await out.drain()
-            if recording is not None and recording.needs_backpressure():
-                await recording.backpressure()
-            if self.end_reason == "agent terminated":
-                return
+        agent.peer, server.peer = server, agent
+        self._relaying = True
+        self._tasks.append(loop.create_task(self._renew(), name=f"{self.session_id}-renew"))
+        high = self.settings.write_high_water
+        server.attach(backend.messages.framer.take_pending() + take_buffered(backend.reader), write_high_water=high)
+        agent.attach(take_buffered(self.reader), write_high_water=high)
+        await self._done
 
-    async def _pump_backend(self, backend: BackendConnection) -> None:
-        framer = Framer(limit=self.settings.max_backend_message, peer="backend")
-        read = backend.reader.read
-        size = self.settings.read_size
-        out = self.writer
-        relay = self.relay
+    def _finish(self, error: BaseException | None = None) -> None:
+        """The relay is over (a side closed, a violation was answered, the agent said Terminate)."""
+        if self._done.done():
+            return
+        self.agent_side.stopped = self.backend_side.stopped = True
+        if error is None:
+            self._done.set_result(None)
+        else:
+            self._done.set_exception(error)
+
+    def _lost(self, side: Endpoint, exc: Exception | None) -> None:
+        if side.name == "agent":
+            self.end_reason = self.end_reason or "agent disconnected"
+        else:
+            self.end_reason = self.end_reason or "target closed the connection"
+        self._finish()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=f"{self.session_id}-{name}"))
+
+    # Agent -> backend. Bytes that arrive while a chunk waits (strict mode: for its recording to be
+    # durable) queue behind it, so statements reach the backend in the order the agent sent them.
+
+    def _from_agent(self, data: bytes) -> None:
+        if self._agent_backlog is not None:
+            self._agent_backlog.append(data)
+            return
+        self.bytes_in += len(data)
         recording = self.recording
-        while True:
-            data = await read(size)
-            if not data:
-                self.end_reason = self.end_reason or "target closed the connection"
+        if recording is not None:
+            recording.agent_bytes(data)
+        try:
+            chunk, frames = self._agent_framer.feed(data)
+        except ProtocolViolation as e:
+            self._agent_violation(e)
+            return
+        if self._strict and any(t in _STATEMENTS for t, _, _ in frames):
+            self._agent_backlog = []
+            self.agent_side.hold(_STRICT)
+            self._spawn(self._forward_when_durable(chunk, frames), "strict")
+            return
+        self._forward_agent(chunk, frames, None)
+
+    async def _forward_when_durable(self, chunk: bytes, frames: list[Frame]) -> None:
+        """Strict mode: the statement's bytes are in S3 before it may reach the backend."""
+        assert self.recording is not None
+        refuse = await self._make_durable(self.recording)
+        if self._done.done():
+            return
+        try:
+            self._forward_agent(chunk, frames, refuse)
+            waiting, self._agent_backlog = self._agent_backlog or [], None
+            while waiting:
+                self._from_agent(waiting.pop(0))
+                if self._agent_backlog is not None:  # the next statement waits in its turn
+                    self._agent_backlog[:0] = waiting
+                    return
+        except Exception as e:
+            self._finish(e)
+            return
+        self.agent_side.release(_STRICT)
+
+    def _forward_agent(self, chunk: bytes, frames: list[Frame], refuse: Refusal | None) -> None:
+        if not frames:
+            return
+        try:
+            result = self.relay.from_agent(chunk, frames, time.time_ns(), refuse)
+        except ProtocolViolation as e:
+            self._agent_violation(e)
+            return
+        if result.events:
+            self._on_events(result.events)
+        if result.requests:
+            self.pending += result.requests
+        if result.to_peer:
+            self.backend_side.transport.writelines(result.to_peer)
+        if result.terminate:
+            self.end_reason = "agent terminated"
+            self._finish()
+            return
+        self._check_recording(self.agent_side)
+
+    def _agent_violation(self, e: ProtocolViolation) -> None:
+        self.end_reason = f"protocol violation from agent: {e}"
+        log.warning("%s", self.end_reason, extra={"session_id": self.session_id})
+        self._fatal_nowait(e.sqlstate, f"Airlock: {e}")
+        self._finish()
+
+    # Backend -> agent.
+
+    def _from_backend(self, data: bytes) -> None:
+        try:
+            chunk, frames = self._backend_framer.feed(data)
+            if not frames:
                 return
-            try:
-                chunk, frames = framer.feed(data)
-                result = relay.from_backend(chunk, frames, time.time_ns())
-            except ProtocolViolation as e:
-                self.end_reason = f"protocol violation from backend: {e}"
-                log.error("%s", self.end_reason, extra={"session_id": self.session_id})
-                self._fatal_nowait("08P01", f"Airlock: {e}")
-                return
-            if result.events:
-                self._on_events(result.events)
-            if result.ready:
-                self.tx_status = result.tx_status
-                self.pending = max(self.pending - result.ready, 0)
-                if not self.pending:
-                    self.idle.set()
-            if result.to_peer:
-                for piece in result.to_peer:
-                    self.bytes_out += len(piece)
-                    if recording is not None:
-                        recording.proxy_bytes(piece)
-                out.writelines(result.to_peer)
-                await out.drain()
-                if recording is not None and recording.needs_backpressure():
-                    await recording.backpressure()
+            result = self.relay.from_backend(chunk, frames, time.time_ns())
+        except ProtocolViolation as e:
+            self.end_reason = f"protocol violation from backend: {e}"
+            log.error("%s", self.end_reason, extra={"session_id": self.session_id})
+            self._fatal_nowait("08P01", f"Airlock: {e}")
+            self._finish()
+            return
+        if result.events:
+            self._on_events(result.events)
+        if result.ready:
+            self.tx_status = result.tx_status
+            self.pending = max(self.pending - result.ready, 0)
+            if not self.pending and self._idle_waiters:
+                self._wake_idle()
+        to_peer = result.to_peer
+        if to_peer:
+            recording = self.recording
+            for piece in to_peer:
+                self.bytes_out += len(piece)
+                if recording is not None:
+                    recording.proxy_bytes(piece)
+            self.agent_side.transport.writelines(to_peer)
+            self._check_recording(self.backend_side)
+
+    def _check_recording(self, side: Endpoint) -> None:
+        """Buffered recording running ahead of the store: stop reading this side until it catches up."""
+        recording = self.recording
+        if recording is not None and not side.holding(_RECORDING) and recording.needs_backpressure():
+            side.hold(_RECORDING)
+            self._spawn(self._recording_caught_up(recording, side), "backpressure")
+
+    async def _recording_caught_up(self, recording: SessionRecording, side: Endpoint) -> None:
+        await recording.backpressure()
+        side.release(_RECORDING)
 
     async def _make_durable(self, recording: SessionRecording) -> Refusal | None:
         """Strict mode: the statement's bytes are in S3 before it may reach the backend."""
@@ -457,8 +593,10 @@ class PgSession:
             await recording.before_forward()
         except RecordingUnavailable as e:
             log.error("strict recording failed; refusing statements: %s", e, extra={"session_id": self.session_id})
-            return Refusal("58030", "Airlock could not record this statement durably (strict recording), "
-                                    "so it was not executed; try again")
+            return Refusal(
+                "58030",
+                "Airlock could not record this statement durably (strict recording), so it was not executed; try again",
+            )
         return None
 
     def _on_events(self, events: list[RelayEvent]) -> None:
@@ -467,23 +605,42 @@ class PgSession:
         for event in events:
             if isinstance(event, StatementEvent):
                 if recording is not None:
-                    recording.statement(event.text, kind=event.kind or None, decision=event.decision or "allow",
-                                        rows=event.rows, duration_ms=event.duration_ns / 1e6,
-                                        error_code=event.error_code)
+                    recording.statement(
+                        event.text,
+                        kind=event.kind or None,
+                        decision=event.decision or "allow",
+                        rows=event.rows,
+                        duration_ms=event.duration_ns / 1e6,
+                        error_code=event.error_code,
+                    )
             elif isinstance(event, DecisionEvent) and event.decision.action is not Action.ALLOW:
                 d = event.decision
                 log.info(
-                    "statement %s%s by rule %s: %.200r", d.action.value, "" if d.enforced else " (dry run)",
-                    d.rule, d.statement,
-                    extra={"session_id": self.session_id, "identity": self.identity, "rule": d.rule,
-                           "kind": d.kind.value},
+                    "statement %s%s by rule %s: %.200r",
+                    d.action.value,
+                    "" if d.enforced else " (dry run)",
+                    d.rule,
+                    d.statement,
+                    extra={
+                        "session_id": self.session_id,
+                        "identity": self.identity,
+                        "rule": d.rule,
+                        "kind": d.kind.value,
+                    },
                 )
                 if recording is not None:
                     recording.decision(
                         EventKind.HOLD if d.action is Action.HOLD else EventKind.BLOCK,
-                        {"statement": d.statement, "statement_kind": d.kind.value, "rule": d.rule,
-                         "reason": d.reason, "enforced": d.enforced, "dry_run": not d.enforced,
-                         "protocol": event.protocol, "sqlstate": "42501" if d.blocks else None},
+                        {
+                            "statement": d.statement,
+                            "statement_kind": d.kind.value,
+                            "rule": d.rule,
+                            "reason": d.reason,
+                            "enforced": d.enforced,
+                            "dry_run": not d.enforced,
+                            "protocol": event.protocol,
+                            "sqlstate": "42501" if d.blocks else None,
+                        },
                     )
             elif isinstance(event, MaskEvent) and recording is not None:
                 recording.decision(EventKind.MASK_COUNTS, {"counts": event.counts})
@@ -496,16 +653,23 @@ class PgSession:
             renew_at = grant.issued_at.timestamp() + max(lifetime * self.settings.reauthorize_at, 0.5)
             await asyncio.sleep(max(renew_at - time.time(), 0.2))
             request = AuthorizeRequest(
-                action="reauthorize", identity=grant.identity, target=grant.target, database=grant.database,
-                client_addr=self.client_addr, proxy_id=self.settings.proxy_id, session_id=self.session_id,
-                grant_id=grant.grant_id, key_id=grant.key_id,
+                action="reauthorize",
+                identity=grant.identity,
+                target=grant.target,
+                database=grant.database,
+                client_addr=self.client_addr,
+                proxy_id=self.settings.proxy_id,
+                session_id=self.session_id,
+                grant_id=grant.grant_id,
+                key_id=grant.key_id,
             )
             try:
                 answer = await self.server.control_plane.authorize(request)
             except (ControlPlaneError, TimeoutError) as e:
                 if datetime.now(UTC) >= grant.expires_at:
                     await self.terminate(
-                        "57P01", "Airlock terminated this session: the grant expired and could not be renewed",
+                        "57P01",
+                        "Airlock terminated this session: the grant expired and could not be renewed",
                         reason=f"grant expired, renewal failed: {e}",
                     )
                     return
@@ -515,11 +679,16 @@ class PgSession:
             if answer.decision == "grant" and answer.grant is not None:
                 self.grant = answer.grant
                 # A new policy version takes effect on live sessions at renewal, not only on new ones.
-                self.relay.guard = self.server.guardrails_for(answer.grant)
+                self.relay = with_guard(self.relay, self.server.guardrails_for(answer.grant))
                 if self.recording is not None:
-                    self.recording.decision(EventKind.REAUTHORIZATION, {
-                        "grant_id": answer.grant.grant_id, "policy_version": answer.grant.policy_version,
-                        "expires_at": answer.grant.expires_at.isoformat()})
+                    self.recording.decision(
+                        EventKind.REAUTHORIZATION,
+                        {
+                            "grant_id": answer.grant.grant_id,
+                            "policy_version": answer.grant.policy_version,
+                            "expires_at": answer.grant.expires_at.isoformat(),
+                        },
+                    )
                 continue
             reason = answer.refusal.reason if answer.refusal else "authorization withdrawn"
             sqlstate = answer.refusal.sqlstate if answer.refusal else "28000"

@@ -29,9 +29,7 @@ class MessageReader:
             if not data:
                 raise PeerClosed()
             chunk, frames = self.framer.feed(data)
-            self._queue.extend(
-                (mtype, chunk[start:end], chunk[start - 5 : end]) for mtype, start, end in frames
-            )
+            self._queue.extend((mtype, chunk[start:end], chunk[start - 5 : end]) for mtype, start, end in frames)
         return self._queue.pop(0)
 
     def take_unconsumed(self) -> list[bytes]:
@@ -62,3 +60,13 @@ def has_buffered_plaintext(reader: asyncio.StreamReader) -> bool:
     CVE-2021-23214), so the connection must be refused. StreamReader has no public way to ask.
     """
     return bool(getattr(reader, "_buffer", b""))
+
+
+def take_buffered(reader: asyncio.StreamReader) -> bytes:
+    """What a stream has read but nobody consumed, removed from it (the relay takes the socket over)."""
+    buffer: bytearray | None = getattr(reader, "_buffer", None)
+    if not buffer:
+        return b""
+    data = bytes(buffer)
+    buffer.clear()
+    return data

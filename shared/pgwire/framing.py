@@ -46,6 +46,13 @@ class Framer:
         """Bytes held back waiting for the rest of a message."""
         return len(self._pending)
 
+    def take_pending(self) -> bytes:
+        """The incomplete trailing message held back, removed (another framer continues the stream)."""
+        data = bytes(self._pending)
+        self._pending.clear()
+        self._need = 0
+        return data
+
     def feed(self, data: bytes) -> tuple[bytes, list[Frame]]:
         if self._pending:
             self._pending += data
@@ -63,9 +70,7 @@ class Framer:
             (length,) = unpack(data, pos + 1)
             if allowed is not None and mtype not in allowed:
                 raise ProtocolViolation(f"invalid {self.peer} message type {_show(mtype)}")
-            if length < 4 or length > self.limit or (
-                mtype in self.small_types and length > self.small_limit
-            ):
+            if length < 4 or length > self.limit or (mtype in self.small_types and length > self.small_limit):
                 raise ProtocolViolation(f"invalid message length {length} for message type {_show(mtype)}")
             end = pos + 1 + length
             if end > size:

@@ -190,8 +190,10 @@ class Relay:
             out.events.extend(DecisionEvent(d, "simple") for d in decisions)
         block = first_block(decisions) if decisions else None
         if decisions:
-            statements = [_Statement(d.statement, d.kind.value, d.action.value, d.rule, now_ns,
-                                     d.classified.copy_format) for d in decisions]
+            statements = [
+                _Statement(d.statement, d.kind.value, d.action.value, d.rule, now_ns, d.classified.copy_format)
+                for d in decisions
+            ]
         else:
             statements = [_Statement(sql, "", "", "", now_ns)]
         if block is not None:
@@ -210,9 +212,16 @@ class Relay:
             return None if self._refusal is None else m.build_parse(parse.name, self._deny(self._refusal))
         decision = self.guard.judge_parse(parse.name, parse.query, self.prepared)
         out.events.append(DecisionEvent(decision, "extended"))
-        self._prepared[parse.name] = _Prepared(_Statement(
-            parse.query, decision.kind.value, decision.action.value, decision.rule, now_ns,
-            decision.classified.copy_format))
+        self._prepared[parse.name] = _Prepared(
+            _Statement(
+                parse.query,
+                decision.kind.value,
+                decision.action.value,
+                decision.rule,
+                now_ns,
+                decision.classified.copy_format,
+            )
+        )
         blocker: Blocker | None = decision if decision.blocks else self._refusal
         return None if blocker is None else m.build_parse(parse.name, self._deny(blocker))
 
@@ -240,11 +249,17 @@ class Relay:
         name, _ = m.parse_execute(body)
         portal = self._portals.get(name)
         known = portal.prepared.statement if portal is not None and portal.prepared is not None else None
-        statement = _Statement(known.text, known.kind, known.decision, known.rule, now_ns, known.copy_format) \
-            if known else _Statement("", "", "", "", now_ns)
+        statement = (
+            _Statement(known.text, known.kind, known.decision, known.rule, now_ns, known.copy_format)
+            if known
+            else _Statement("", "", "", "", now_ns)
+        )
         injected = None
-        if self.masker is not None and self.masker.policy.enabled and portal is not None and not (
-            portal.described or (portal.prepared is not None and portal.prepared.describing)
+        if (
+            self.masker is not None
+            and self.masker.policy.enabled
+            and portal is not None
+            and not (portal.described or (portal.prepared is not None and portal.prepared.describing))
         ):
             # Never guess how rows look: ask the backend, and keep its answer to ourselves.
             portal.described = True
@@ -389,9 +404,17 @@ class Relay:
         head = self._expect[0] if self._expect else None
         if statement is not None:
             self.statements += 1
-            out.events.append(StatementEvent(
-                statement.text[:_FIRST_STATEMENT_CHARS], statement.kind, statement.decision, _rows(tag),
-                max(now_ns - statement.started_ns, 0), error, statement.rule))
+            out.events.append(
+                StatementEvent(
+                    statement.text[:_FIRST_STATEMENT_CHARS],
+                    statement.kind,
+                    statement.decision,
+                    _rows(tag),
+                    max(now_ns - statement.started_ns, 0),
+                    error,
+                    statement.rule,
+                )
+            )
         if head is not None and head.kind == "query":
             head.done += 1
             self._plan = None
@@ -421,10 +444,12 @@ class Relay:
             elif head is not None and head.kind == "parse" and denied is not None:
                 # A denied Parse: the statement it would have prepared is accounted as refused.
                 self.statements += 1
-                kind, action = (denied.kind.value, denied.action.value) if isinstance(denied, Decision) \
-                    else ("", "refuse")
-                out.events.append(StatementEvent(denied.statement[:_FIRST_STATEMENT_CHARS], kind, action,
-                                                 None, 0, code, denied.rule))
+                kind, action = (
+                    (denied.kind.value, denied.action.value) if isinstance(denied, Decision) else ("", "refuse")
+                )
+                out.events.append(
+                    StatementEvent(denied.statement[:_FIRST_STATEMENT_CHARS], kind, action, None, 0, code, denied.rule)
+                )
             # The backend now discards everything up to the next Sync: so do our expectations.
             while self._expect and self._expect[0].kind != "sync":
                 self._expect.popleft()
@@ -479,8 +504,10 @@ def _apply_formats(fields: list[m.Field], formats: tuple[int, ...]) -> list[m.Fi
         chosen = [formats[0]] * len(fields)
     else:
         chosen = list(formats) + [0] * (len(fields) - len(formats))
-    return [m.Field(f.name, f.table_oid, f.column, f.type_oid, f.type_size, f.type_modifier, fmt)
-            for f, fmt in zip(fields, chosen, strict=False)]
+    return [
+        m.Field(f.name, f.table_oid, f.column, f.type_oid, f.type_size, f.type_modifier, fmt)
+        for f, fmt in zip(fields, chosen, strict=False)
+    ]
 
 
 def _rows(tag: str) -> int | None:
@@ -507,8 +534,13 @@ def _splice(chunk: bytes, replaced: list[tuple[int, int, bytes]]) -> list[bytes]
 
 def _function_call_statement() -> ClassifiedStatement:
     return ClassifiedStatement(
-        StatementKind.UNKNOWN, frozenset({StatementKind.UNKNOWN}), "<fast-path function call>", (0, 0),
-        "a fast-path function call", error="the fast-path FunctionCall protocol bypasses SQL guardrails")
+        StatementKind.UNKNOWN,
+        frozenset({StatementKind.UNKNOWN}),
+        "<fast-path function call>",
+        (0, 0),
+        "a fast-path function call",
+        error="the fast-path FunctionCall protocol bypasses SQL guardrails",
+    )
 
 
 _REQUESTS = frozenset(b"QSF")  # each owes exactly one ReadyForQuery
@@ -522,3 +554,41 @@ _AGENT_HANDLERS = {
     ord("S"): Relay._on_sync,
     ord("F"): Relay._on_function_call,
 }
+
+
+class PassthroughRelay(Relay):
+    """The relay of a session that nothing inspects: no guardrails, no masking, no recording.
+
+    Chunks pass through as they are; only what the I/O layer needs is counted (requests owed a
+    ReadyForQuery, ReadyForQuery seen and its transaction status, Terminate). Statements are not tracked:
+    with no recording there is nobody to account them to. A guard set later (a policy change at renewal)
+    needs the full ``Relay``: the session swaps it in (see ``with_guard``)."""
+
+    def from_agent(self, chunk: bytes, frames: list[Frame], now_ns: int, refuse: Refusal | None = None) -> Output:
+        if refuse is not None:
+            return super().from_agent(chunk, frames, now_ns, refuse)
+        out = Output([chunk] if chunk else [])
+        for mtype, _, _ in frames:
+            if mtype in _REQUESTS:
+                out.requests += 1
+            elif mtype == 88:  # 'X' Terminate
+                out.terminate = True
+        return out
+
+    def from_backend(self, chunk: bytes, frames: list[Frame], now_ns: int) -> Output:
+        out = Output([chunk] if chunk else [])
+        for mtype, start, _ in frames:
+            if mtype == 90:  # 'Z' ReadyForQuery
+                out.ready += 1
+                out.tx_status = chunk[start : start + 1]
+        return out
+
+
+def with_guard(relay: Relay, guard: GuardrailEngine | None) -> Relay:
+    """``relay`` judging with ``guard`` from now on (a pass-through relay becomes a full one)."""
+    if isinstance(relay, PassthroughRelay):
+        if guard is None:
+            return relay
+        return Relay(guard, None)
+    relay.guard = guard
+    return relay
