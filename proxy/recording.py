@@ -43,7 +43,7 @@ from typing import Any, Final, Literal, TypedDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.config import ControlPlaneSettings, control_plane_settings
-from shared.recording.audit import AuditEvent, AuditWriter, fast_line, s3_put_object
+from shared.recording.audit import AuditEvent, AuditWriter, StatementLines, s3_put_object
 from shared.recording.format import (
     MANIFEST_NAME,
     Direction,
@@ -72,6 +72,9 @@ from shared.store.sessions import (
 )
 
 log = logging.getLogger(__name__)
+
+_AGENT: Final = Direction.AGENT_TO_PROXY
+_PROXY: Final = Direction.PROXY_TO_AGENT
 
 Mode = Literal["buffered", "strict"]
 _MAX_RETRY_DELAY: Final = 10.0
@@ -245,6 +248,10 @@ class SessionRecording:
         self.sealed = False  # the manifest is in S3 and the index item finalised
         self._bytes = [0, 0]
         self._statements = 0
+        self._lines = StatementLines(
+            session_id=start.session_id, identity=start.identity, target=start.target, database=start.database,
+            proxy_id=start.proxy_id,
+        )
         self._indexed = False
         self._closing: asyncio.Task[bool] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -325,15 +332,19 @@ class SessionRecording:
 
     def agent_bytes(self, data: bytes) -> None:
         """Bytes read from the agent, as they were relayed."""
-        if data and self._recording:
-            self._bytes[Direction.AGENT_TO_PROXY] += len(data)
-            self._ship(self.recorder.record_bytes(Direction.AGENT_TO_PROXY, data))
+        if data and (self._closing is None or self._recording):
+            self._bytes[_AGENT] += len(data)
+            chunk = self.recorder.record_bytes(_AGENT, data)
+            if chunk is not None:
+                self.uploader.submit(chunk)
 
     def proxy_bytes(self, data: bytes) -> None:
         """Bytes written to the agent (after masking), including anything the proxy itself sent."""
-        if data and self._recording:
-            self._bytes[Direction.PROXY_TO_AGENT] += len(data)
-            self._ship(self.recorder.record_bytes(Direction.PROXY_TO_AGENT, data))
+        if data and (self._closing is None or self._recording):
+            self._bytes[_PROXY] += len(data)
+            chunk = self.recorder.record_bytes(_PROXY, data)
+            if chunk is not None:
+                self.uploader.submit(chunk)
 
     def decision(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
         """Record a decision (BLOCK, HOLD, APPROVAL, MASK_COUNTS, ...) and write its audit line."""
@@ -363,16 +374,14 @@ class SessionRecording:
         error_code: str | None = None,
     ) -> None:
         """Count a statement and write its audit line (call when its outcome is known)."""
-        if not self._recording:
+        if self._closing is not None:
             return
         self._statements += 1
-        self.recorder.record_bytes(Direction.AGENT_TO_PROXY, b"", statements=1)  # counts only
-        start = self.start
-        self.services.audit.add_line(*fast_line(
-            datetime.now(UTC), event="statement", session_id=start.session_id, identity=start.identity,
-            target=start.target, database=start.database, proxy_id=start.proxy_id, statement=text,
-            statement_kind=kind, decision=decision, rows=rows, duration_ms=duration_ms, error_code=error_code,
-        ))
+        self.recorder.count_statement()
+        self.services.audit.add_line(*self._lines.line(
+            time.time_ns(), text, kind=kind, decision=decision, rows=rows, duration_ms=duration_ms,
+            error_code=error_code,
+        ))  # fmt: skip
 
     async def before_forward(self) -> None:
         """Strict mode: make every pending event durable, or raise ``RecordingUnavailable``."""

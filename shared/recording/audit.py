@@ -107,6 +107,59 @@ def fast_line(time: datetime, **fields: Any) -> tuple[str, bytes]:
     return utc.date().isoformat(), line
 
 
+class StatementLines:
+    """Audit lines for one session's statements: the session's own fields are encoded once.
+
+    The per-statement path of a busy session: what ``fast_line(event="statement", ...)`` returns, with
+    the same fields, order and bounds (tests check it against ``AuditEvent``), for a few string
+    operations per statement. The time is given in nanoseconds since the epoch."""
+
+    __slots__ = ("_date", "_prefix", "_second", "_stamp")
+
+    def __init__(self, *, session_id: str, identity: str, target: str, database: str, proxy_id: str) -> None:
+        who = {"event": "statement", "session_id": session_id, "identity": identity, "target": target,
+               "database": database, "proxy_id": proxy_id}  # fmt: skip
+        # Everything between the time and the statement, in the model's field order.
+        self._prefix = '",' + json.dumps(who, ensure_ascii=False, separators=(",", ":"))[1:-1] + ',"statement":'
+        self._second = -1
+        self._stamp = self._date = ""
+
+    def line(
+        self,
+        time_ns: int,
+        statement: str,
+        *,
+        kind: str | None,
+        decision: str | None,
+        rows: int | None,
+        duration_ms: float | None,
+        error_code: str | None,
+    ) -> tuple[str, bytes]:
+        second, nanos = divmod(time_ns, 1_000_000_000)
+        if second != self._second:
+            moment = datetime.fromtimestamp(second, UTC)
+            self._stamp, self._date = moment.strftime("%Y-%m-%dT%H:%M:%S"), moment.date().isoformat()
+            self._second = second
+        truncated = "false"
+        if len(statement) * 4 > STATEMENT_LIMIT:  # only then can its UTF-8 form exceed the bound
+            statement, cut = bound_text(statement, STATEMENT_LIMIT)
+            truncated = "true" if cut else "false"
+        text = "".join((
+            '{"time":"', self._stamp, f".{nanos // 1000:06d}Z", self._prefix, _json(statement),
+            ',"statement_truncated":', truncated,
+            ',"statement_kind":', "null" if kind is None else _json(kind),
+            ',"decision":', "null" if decision is None else _json(decision),
+            ',"rows":', "null" if rows is None else str(int(rows)),
+            ',"duration_ms":', "null" if duration_ms is None else _json(float(duration_ms)),
+            ',"error_code":', "null" if error_code is None else _json(error_code),
+            ',"reason":null}\n',
+        ))  # fmt: skip
+        return self._date, text.encode("utf-8", "surrogatepass")
+
+
+_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def bound_text(text: str, limit: int) -> tuple[str, bool]:
     """``text`` cut to at most ``limit`` UTF-8 bytes on a character boundary, and whether it was cut."""
     raw = text.encode("utf-8", "surrogatepass")

@@ -24,20 +24,22 @@ from .format import (
     FIRST_DECISION_KIND,
     GENESIS_SHA256,
     ChunkEntry,
+    ChunkHeader,
     Counts,
     Direction,
-    Event,
     EventKind,
     Manifest,
     SessionMeta,
     SessionStatus,
     chunk_name,
-    encode_chunk,
+    encode_chunk_header,
     encode_decision_payload,
     format_timestamp,
     session_prefix,
 )
 
+_PACK_HEADER: Final = EVENT_HEADER.pack
+_HEADER_SIZE: Final = EVENT_HEADER.size
 DEFAULT_CHUNK_SIZE: Final = 1 << 20  # 1 MiB: few PUTs for bulk results, small enough to retry cheaply
 DEFAULT_FLUSH_INTERVAL_NS: Final = 5_000_000_000  # an idle session's tail reaches S3 within 5 s
 
@@ -90,7 +92,10 @@ class SessionRecorder:
         self.chunk_size = chunk_size
         self.flush_interval_ns = flush_interval_ns
         self._clock = clock
-        self._pending: list[Event] = []
+        # Events not yet in a chunk, already encoded (header, payload, header, payload, ...): cutting a
+        # chunk is one join, and recording an event builds no object.
+        self._pending: list[bytes] = []
+        self._pending_first: tuple[int, int] = (0, 0)  # (seq, ts_ns) of the oldest pending event
         self._pending_bytes = 0
         self._next_seq = 0
         self._prev_sha256 = GENESIS_SHA256
@@ -140,6 +145,10 @@ class SessionRecorder:
         kind = EventKind.WIRE if redacted == data else EventKind.WIRE_REDACTED
         return self.record_bytes(Direction.AGENT_TO_PROXY, redacted, kind=kind, now_ns=now_ns)
 
+    def count_statement(self) -> None:
+        """One more agent statement completed (for the manifest's counts; records no event)."""
+        self._statements += 1
+
     def record_decision(
         self, kind: EventKind, payload: Mapping[str, Any], *, now_ns: int | None = None
     ) -> SealedChunk | None:
@@ -154,7 +163,7 @@ class SessionRecorder:
         if not self._pending:
             return False
         now = self._clock() if now_ns is None else now_ns
-        return now - self._pending[0].ts_ns >= self.flush_interval_ns
+        return now - self._pending_first[1] >= self.flush_interval_ns
 
     def poll(self, now_ns: int | None = None) -> SealedChunk | None:
         """The time-based flush: a chunk if one is due, else None. Call it from a timer."""
@@ -165,12 +174,15 @@ class SessionRecorder:
         if not self._pending:
             return None
         index = len(self._chunks)
-        data = encode_chunk(self.meta.session_id, index, self._prev_sha256, self._pending)
+        first_seq, last_seq = self._pending_first[0], self._next_seq - 1
+        header = ChunkHeader(self.meta.session_id, index, first_seq, last_seq, last_seq - first_seq + 1,
+                             self._prev_sha256)
+        data = encode_chunk_header(header) + b"".join(self._pending)
         chunk = SealedChunk(
             index=index,
             key=self.prefix + chunk_name(index),
-            first_seq=self._pending[0].seq,
-            last_seq=self._pending[-1].seq,
+            first_seq=first_seq,
+            last_seq=last_seq,
             prev_sha256=self._prev_sha256,
             sha256=hashlib.sha256(data).digest(),
             data=data,
@@ -208,9 +220,16 @@ class SessionRecorder:
         if self._sealed:
             raise RecorderClosed("event recorded after the session was sealed")
         ts = self._clock() if now_ns is None else now_ns
-        self._pending.append(Event(self._next_seq, ts, direction, kind, payload))
-        self._next_seq += 1
-        self._pending_bytes += EVENT_HEADER.size + len(payload)
+        seq = self._next_seq
+        if not self._pending:
+            self._pending_first = (seq, ts)
+        try:
+            self._pending.append(_PACK_HEADER(seq, ts, direction, kind, len(payload)))
+        except struct.error as e:
+            raise ValueError(f"event {seq}: field out of range: {e}") from e
+        self._pending.append(payload)
+        self._next_seq = seq + 1
+        self._pending_bytes += _HEADER_SIZE + len(payload)
         return self.take_chunk_now() if self._pending_bytes >= self.chunk_size else None
 
 
