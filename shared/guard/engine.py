@@ -16,7 +16,7 @@ prepared statements on every call; only its parse is cached.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pglast import parser
@@ -143,7 +143,7 @@ class GuardrailEngine:
         template = self._shapes.get(fingerprint) if fingerprint else None
         shape = None
         if template is not None:
-            statements, shape = [replace(template, text=sql, span=(0, len(sql)))], fingerprint
+            statements, shape = [_with_text(template, sql)], fingerprint
         else:
             statements = classify(sql)
             if fingerprint and len(statements) == 1 and _literal_independent(statements[0]):
@@ -160,7 +160,8 @@ class GuardrailEngine:
             template = self.decide(stmt)
             self._remember(self._shape_decisions, shape, template)
             return template
-        return replace(template, statement=stmt.text, classified=stmt)
+        t = template
+        return Decision(t.action, t.rule, t.reason, t.kind, stmt.text, t.enforced, stmt)
 
     def _remember(self, cache: OrderedDict[str, Any], key: str, value: Any) -> None:
         cache[key] = value
@@ -194,6 +195,13 @@ def _literal_independent(stmt: ClassifiedStatement) -> bool:
         and not stmt.session_dependent
         and stmt.effects <= _SHAPE_KINDS
         and not any(f.rpartition(".")[2] in _LITERAL_FUNCTIONS for f in stmt.functions)
+    )
+
+
+def _with_text(t: ClassifiedStatement, sql: str) -> ClassifiedStatement:
+    """The shape's classification for this text (``dataclasses.replace`` without its per-call cost)."""
+    return ClassifiedStatement(
+        t.kind, t.effects, sql, (0, len(sql)), t.label, t.tables, t.functions, t.name, t.body, t.copy_format, t.error
     )
 
 

@@ -38,6 +38,7 @@ from shared.pgwire.errors import ProtocolViolation
 from shared.pgwire.framing import Frame
 
 DENIED_TOKEN = "AIRLOCK_DENIED_"
+_PLANS_BY_BODY = 128  # RowDescription bodies remembered per session
 _FIRST_STATEMENT_CHARS = 4096
 
 
@@ -157,6 +158,7 @@ class Relay:
         self._prepared: dict[str, _Prepared] = {}
         self._portals: dict[str, _Portal] = {}
         self._plan: ColumnPlan | None = None
+        self._plans_by_body: dict[bytes, ColumnPlan | None] = {}
         self._copy: CopyFormat | None = None
         self.statements = 0
 
@@ -343,17 +345,18 @@ class Relay:
         head = self._expect[0] if self._expect else None
         kind = head.kind if head else ""
         if mtype == ord("T"):
+            if kind != "describe":
+                self._plan = self._result_plan(body)  # a simple Query's result set
+                return None
             # Column shapes matter only to the masker: without one, skip building them.
             fields = m.parse_row_description(body) if self.masker is not None else []
-            if kind == "describe" and head is not None:
+            if head is not None:
                 self._expect.popleft()
                 if head.prepared is not None:
                     head.prepared.fields = fields
                 elif head.portal is not None:
                     head.portal.plan = self._make_plan(fields)
                 return b"" if head.swallow else None
-            self._plan = self._make_plan(fields)  # a simple Query's result set
-            return None
         if mtype == ord("n"):  # NoData
             if kind == "describe" and head is not None:
                 self._expect.popleft()
@@ -476,6 +479,18 @@ class Relay:
         fields = m.parse_error_fields(body)
         masked = self.masker.mask_error_fields(fields)
         return None if masked is None else m.build_error_fields(bytes([mtype]), masked)
+
+    def _result_plan(self, body: bytes) -> ColumnPlan | None:
+        """The plan for a RowDescription body; agents repeat the same queries, so by its bytes first."""
+        if self.masker is None or not self.masker.policy.enabled:
+            return None
+        plan = self._plans_by_body.get(body)
+        if plan is None:
+            plan = self._make_plan(m.parse_row_description(body))
+            if len(self._plans_by_body) >= _PLANS_BY_BODY:
+                self._plans_by_body.clear()
+            self._plans_by_body[body] = plan
+        return plan
 
     def _make_plan(self, fields: list[m.Field]) -> ColumnPlan | None:
         if self.masker is None or not self.masker.policy.enabled:
