@@ -7,13 +7,17 @@ Theory of operation.
              control plane's authorize decides (grant or refusal: FATAL 28000/28P01, the target is never
              contacted). The backend credential comes from Secrets Manager; the backend greeting is
              replayed to the agent with the backend's pid and the proxy's own cancel key.
-  relay      two pumps move whole messages: agent->backend and backend->agent. Each write holds only
-             complete messages, so anything the proxy injects (a FATAL on revocation or shutdown) lands
-             on a message boundary. Backpressure: a pump awaits drain() of the other side, so a slow
-             reader stops the opposite socket being read instead of growing memory.
+  relay      each socket is taken over by an ``Endpoint`` (proxy/pg/link.py): bytes are framed and
+             relayed from ``data_received``, with no future or task switch per read. Each write holds
+             only complete messages, so anything the proxy injects (a FATAL on revocation or shutdown)
+             lands on a message boundary. Backpressure: a side whose write buffer is full stops the
+             other side being read (and a recording that runs ahead of S3 stops its own side), so a slow
+             reader bounds memory instead of growing it. Strict recording holds the agent side while a
+             statement's bytes are made durable; what arrives meanwhile queues behind it, in order. A
+             session nothing inspects (no guardrails, masking or recording) gets the pass-through relay.
   renew      a task re-authorizes before the grant expires; a refusal terminates the session.
-Every byte to or from the agent passes through ``_to_agent`` and the agent pump: the single chokepoint
-that recording hooks into.
+Every byte to or from the agent passes through ``_to_agent``, ``_from_agent`` or ``_from_backend``: the
+chokepoints that recording hooks into.
 """
 
 from __future__ import annotations
@@ -220,7 +224,7 @@ class PgSession:
             self._to_agent(m.build_error("FATAL", sqlstate, message))
 
     def _to_agent(self, data: bytes) -> None:
-        """The one way bytes go to the agent (besides the relay's pump): counted and recorded."""
+        """The one way bytes go to the agent (besides the relay): counted and recorded."""
         self.bytes_out += len(data)
         if self.recording is not None:
             self.recording.proxy_bytes(data)
