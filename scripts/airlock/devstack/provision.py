@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from botocore.exceptions import ClientError
@@ -128,7 +128,7 @@ def _table(session: boto3.session.Session, r: Resolver, logical_id: str, props: 
     except ClientError as e:
         if e.response["Error"]["Code"] != "ResourceInUseException":
             raise
-    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.1})
+    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig=cast(Any, {"Delay": 0.1}))
     if (ttl := p.get("TimeToLiveSpecification")) and ttl.get("Enabled"):
         current = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
@@ -165,13 +165,13 @@ def _bucket(session: boto3.session.Session, r: Resolver, logical_id: str, props:
         wanted = _object_lock(lock)
         # Only write a change: moto (unlike S3) refuses any lock configuration once objects exist.
         if not _lock_matches(s3.get_object_lock_configuration(Bucket=name)["ObjectLockConfiguration"], wanted):
-            s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=wanted)
+            s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=cast(Any, wanted))
     if encryption := p.get("BucketEncryption"):
         s3.put_bucket_encryption(
             Bucket=name,
-            ServerSideEncryptionConfiguration={
+            ServerSideEncryptionConfiguration=cast(Any, {
                 "Rules": [_encryption_rule(rule) for rule in encryption["ServerSideEncryptionConfiguration"]]
-            },
+            }),
         )
     if block := p.get("PublicAccessBlockConfiguration"):
         s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
