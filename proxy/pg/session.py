@@ -536,7 +536,8 @@ class PgSession:
         if result.requests:
             self.pending += result.requests
         if result.to_peer:
-            self.backend_side.transport.writelines(result.to_peer)
+            to_peer = result.to_peer
+            self.backend_side.transport.write(to_peer[0] if len(to_peer) == 1 else b"".join(to_peer))
         if result.terminate:
             self.end_reason = "agent terminated"
             self._finish()
@@ -572,12 +573,12 @@ class PgSession:
                 self._wake_idle()
         to_peer = result.to_peer
         if to_peer:
-            recording = self.recording
-            for piece in to_peer:
-                self.bytes_out += len(piece)
-                if recording is not None:
-                    recording.proxy_bytes(piece)
-            self.agent_side.transport.writelines(to_peer)
+            # One write (so one TLS record per 16 KiB, not one per masked row) and one recorded event.
+            data = to_peer[0] if len(to_peer) == 1 else b"".join(to_peer)
+            self.bytes_out += len(data)
+            if self.recording is not None:
+                self.recording.proxy_bytes(data)
+            self.agent_side.transport.write(data)
             self._check_recording(self.backend_side)
 
     def _check_recording(self, side: Endpoint) -> None:
