@@ -311,16 +311,25 @@ class Relay:
         scan_rows = masking and masker is not None and masker.prefilter(chunk)
         mask_row = masker.mask_data_row if masker is not None else _no_masking
         replaced: list[tuple[int, int, bytes]] = []
+        # Whether this run of DataRows goes through the masker: decided at its first row, again after
+        # any other message (a RowDescription or a completion changes the plan).
+        rows: ColumnPlan | None | bool = None if masking else False
         for mtype, start, end in frames:
             if mtype == 68:  # 'D' DataRow: the hot path
-                if not masking:
+                if rows is False:
                     continue
-                plan = self._plan if self._plan is not None else self._execute_plan()
-                if plan.active and (scan_rows or plan.forced):
-                    new = mask_row(plan, chunk[start:end])
-                    if new is not None:
-                        replaced.append((start - 5, end, new))
+                if rows is None:
+                    plan = self._plan if self._plan is not None else self._execute_plan()
+                    rows = plan if plan.active and (scan_rows or plan.forced) else False
+                    if rows is False:
+                        continue
+                assert isinstance(rows, ColumnPlan)
+                new = mask_row(rows, chunk[start:end])
+                if new is not None:
+                    replaced.append((start - 5, end, new))
                 continue
+            if masking:
+                rows = None
             replacement = self._on_backend_message(mtype, chunk[start:end], now_ns, out)
             if replacement is not None:
                 replaced.append((start - 5, end, replacement))
