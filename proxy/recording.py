@@ -101,7 +101,10 @@ class RecordingSettings(BaseSettings):
     backpressure_bytes: int = 8 << 20
     stall_timeout: float = 30.0
     close_timeout: float = 30.0  # how long close() waits for the recording to be sealed in S3
-    heartbeat_interval: float = 5.0
+    # Live sessions' counters reach the index this often. Each heartbeat is a DynamoDB write whose
+    # client work (signing, HTTP) holds the interpreter lock for milliseconds, so not much more often
+    # than needed: the sweeper seals a session after 120 s without one (AIRLOCK_SWEEPER_STALE_AFTER_SECONDS).
+    heartbeat_interval: float = 15.0
     strict_timeout: float = 5.0  # strict mode: how long a statement may wait for its chunk to land
     upload_backoff_max: float = 10.0  # longest pause between retries of a failed upload
     # DIGEST for AWS KMS; RAW for emulators that do not implement DIGEST (moto 5). RAW caps the
