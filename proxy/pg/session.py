@@ -485,13 +485,17 @@ class PgSession:
     # durable) queue behind it, so statements reach the backend in the order the agent sent them.
 
     def _from_agent(self, data: bytes) -> None:
+        # Recorded as it arrives, even when it must wait its turn: every byte the agent sent is in the
+        # recording, whether or not the session lived long enough to forward it.
+        self.bytes_in += len(data)
+        if self.recording is not None:
+            self.recording.agent_bytes(data)
         if self._agent_backlog is not None:
             self._agent_backlog.append(data)
             return
-        self.bytes_in += len(data)
-        recording = self.recording
-        if recording is not None:
-            recording.agent_bytes(data)
+        self._agent_chunk(data)
+
+    def _agent_chunk(self, data: bytes) -> None:
         try:
             chunk, frames = self._agent_framer.feed(data)
         except ProtocolViolation as e:
@@ -514,7 +518,7 @@ class PgSession:
             self._forward_agent(chunk, frames, refuse)
             waiting, self._agent_backlog = self._agent_backlog or [], None
             while waiting:
-                self._from_agent(waiting.pop(0))
+                self._agent_chunk(waiting.pop(0))
                 if self._agent_backlog is not None:  # the next statement waits in its turn
                     self._agent_backlog[:0] = waiting
                     return

@@ -313,7 +313,7 @@ class Relay:
         replaced: list[tuple[int, int, bytes]] = []
         # Whether this run of DataRows goes through the masker: decided at its first row, again after
         # any other message (a RowDescription or a completion changes the plan).
-        rows: ColumnPlan | None | bool = None if masking else False
+        rows: ColumnPlan | bool | None = None if masking else False
         for mtype, start, end in frames:
             if mtype == 68:  # 'D' DataRow: the hot path
                 if rows is False:

@@ -150,3 +150,20 @@ def test_sweeper_seals_what_a_dead_proxy_left(stack: AirlockStack) -> None:
     assert session["session_id"] in result["sealed"], result
     report = verify(stack, session["session_id"])
     assert re.search(r"incomplete", report), report
+
+
+def test_strict_mode_keeps_a_pipeline_in_order_and_records_all_of_it(stack: AirlockStack) -> None:
+    """Statements that arrive while an earlier one waits to be durable queue behind it, in order."""
+    started = time.time()
+    marks = [f"strict-pipeline-{i}" for i in range(6)]
+    with psycopg.connect(stack.conninfo("contractor"), autocommit=True) as conn:  # strict binding
+        with conn.pipeline():
+            cursors = [conn.execute("SELECT %s::text, pg_backend_pid()", (mark,)) for mark in marks]
+        rows = [cur.fetchone() for cur in cursors]
+    assert [r[0] for r in rows if r] == marks
+    session = newest_session(stack, "contractor", started, status="closed")
+    assert session["counters"]["statements"] >= len(marks)
+    assert "chain and signature valid" in verify(stack, session["session_id"])
+    transcript = stack.cli("replay", session["session_id"]).stdout
+    positions = [transcript.find(mark) for mark in marks]
+    assert -1 not in positions and positions == sorted(positions)
