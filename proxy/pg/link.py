@@ -52,11 +52,11 @@ class Endpoint(asyncio.Protocol):
         transport = self.transport
         transport.set_protocol(self)
         transport.set_write_buffer_limits(high=write_high_water)
+        if buffered:  # relayed (and so recorded) even when the peer has already gone
+            self.data_received(buffered)
         if transport.is_closing():
             self._mark_lost(None)
             return
-        if buffered:
-            self.data_received(buffered)
         if not self._holds and not self.lost:
             transport.resume_reading()  # a stream may have paused it while its buffer was full
 

@@ -311,25 +311,24 @@ class Relay:
         scan_rows = masking and masker is not None and masker.prefilter(chunk)
         mask_row = masker.mask_data_row if masker is not None else _no_masking
         replaced: list[tuple[int, int, bytes]] = []
-        # Whether this run of DataRows goes through the masker: decided at its first row, again after
-        # any other message (a RowDescription or a completion changes the plan).
-        rows: ColumnPlan | bool | None = None if masking else False
+        # Whether this run of DataRows goes through the masker (``row_plan``, None: no): decided at its
+        # first row, again after any other message (a RowDescription or a completion changes the plan).
+        row_plan: ColumnPlan | None = None
+        decided = not masking
         for mtype, start, end in frames:
             if mtype == 68:  # 'D' DataRow: the hot path
-                if rows is False:
-                    continue
-                if rows is None:
+                if not decided:
                     plan = self._plan if self._plan is not None else self._execute_plan()
-                    rows = plan if plan.active and (scan_rows or plan.forced) else False
-                    if rows is False:
-                        continue
-                assert isinstance(rows, ColumnPlan)
-                new = mask_row(rows, chunk[start:end])
+                    row_plan = plan if plan.active and (scan_rows or plan.forced) else None
+                    decided = True
+                if row_plan is None:
+                    continue
+                new = mask_row(row_plan, chunk[start:end])
                 if new is not None:
                     replaced.append((start - 5, end, new))
                 continue
             if masking:
-                rows = None
+                decided = False
             replacement = self._on_backend_message(mtype, chunk[start:end], now_ns, out)
             if replacement is not None:
                 replaced.append((start - 5, end, replacement))
