@@ -7,6 +7,8 @@ JWTs); secrets without a checksum need a distinctive prefix or, for AWS secret k
 
 ``candidates`` is the bytes-level prefilter used on whole read buffers: if it finds nothing, no detector
 can match anywhere in the buffer (text and text-like binary values are bytes of the same characters).
+Buffers longer than a value are scanned by one compiled Hyperscan pass where the wheel exists
+(shared/masking/scanner.py), by the same questions asked in Python otherwise.
 ``candidate_kinds`` is the same test on one value, telling an e-mail-only candidate from the rest.
 """
 
@@ -23,6 +25,8 @@ from typing import AnyStr
 
 from stdnum import iban as stdnum_iban
 from stdnum.us import ssn as stdnum_ssn
+
+from shared.masking.scanner import BufferScanner, byte_class
 
 
 class Detector(StrEnum):
@@ -90,8 +94,11 @@ def _table(classes: dict[bytes, bytes], default: bytes) -> bytes:
 
 _DIGITS_ = b"0123456789"
 _LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_SHAPES = _table({_DIGITS_: b"0", _LETTERS + b"_.%+": b"a", b" -": b"-", b"@": b"@"}, b".")
-_TOKENS = _table({_DIGITS_ + _LETTERS + b"_+/=.-": b"a"}, b" ")
+_WORDISH = _LETTERS + b"_.%+"
+_SEPARATORS = b" -"
+_TOKEN_CHARS = _DIGITS_ + _LETTERS + b"_+/=.-"
+_SHAPES = _table({_DIGITS_: b"0", _WORDISH: b"a", _SEPARATORS: b"-", b"@": b"@"}, b".")
+_TOKENS = _table({_TOKEN_CHARS: b"a"}, b" ")
 # Searched for in the translations: digit shapes ("0000", then the three whole ones; none occurs in a date
 # or a timestamp, "dddd-dd-dd dd:dd:dd") and a token run.
 _NEEDLES = ("0000", "00000000", "0000-0000", "000-00-0000", "a" * 20)
@@ -108,19 +115,41 @@ _SHORT = 512
 STRUCTURED = 1
 EMAIL_AT = 2
 
+# The same questions as one compiled automaton (shared/masking/scanner.py), for buffers longer than
+# _SHORT: "0000" then "0000" or "-0000"; "000-00-0000"; 20 token characters; '@' between address
+# characters ('a', '0' or '-' in the shapes). None where Hyperscan is not installed.
+_DIGIT, _SEP = byte_class(_DIGITS_), byte_class(_SEPARATORS)
+_NEIGHBOUR = byte_class(_WORDISH + _DIGITS_ + _SEPARATORS)
+BUFFER_PATTERNS: tuple[tuple[bytes, int], ...] = (
+    (_DIGIT + b"{4}" + _SEP + b"?" + _DIGIT + b"{4}", STRUCTURED),
+    (_DIGIT + b"{3}" + _SEP + _DIGIT + b"{2}" + _SEP + _DIGIT + b"{4}", STRUCTURED),
+    (byte_class(_TOKEN_CHARS) + b"{20}", STRUCTURED),
+    (_NEIGHBOUR + b"@" + _NEIGHBOUR, EMAIL_AT),
+)
+_BUFFER_SCANNER = BufferScanner.build(BUFFER_PATTERNS)
+
 
 def candidates(data: bytes) -> bool:
     """True if any detector might match somewhere in ``data``; False guarantees none can."""
     if len(data) <= _SHORT:
         return _kinds(data, data.translate(_SHAPES).decode(), _NEEDLES, "@", first=True) != 0
-    return _kinds(data, data.translate(_SHAPES), _NEEDLES_BYTES, b"@", first=True) != 0
+    if _BUFFER_SCANNER is not None:
+        return _BUFFER_SCANNER.kinds(data, first=True) != 0
+    return python_kinds(data, first=True) != 0
 
 
 def candidate_kinds(data: bytes) -> int:
     """The prefilter by kind: which detectors might match in ``data`` (0: none can)."""
     if len(data) <= _SHORT:
         return _kinds(data, data.translate(_SHAPES).decode(), _NEEDLES, "@", first=False)
-    return _kinds(data, data.translate(_SHAPES), _NEEDLES_BYTES, b"@", first=False)
+    if _BUFFER_SCANNER is not None:
+        return _BUFFER_SCANNER.kinds(data, first=False)
+    return python_kinds(data, first=False)
+
+
+def python_kinds(data: bytes, *, first: bool) -> int:
+    """The prefilter in pure Python (translations and substring searches), on any length."""
+    return _kinds(data, data.translate(_SHAPES), _NEEDLES_BYTES, b"@", first=first)
 
 
 def _kinds(data: bytes, shapes: AnyStr, needles: tuple[AnyStr, ...], at_sign: AnyStr, *, first: bool) -> int:
@@ -128,8 +157,8 @@ def _kinds(data: bytes, shapes: AnyStr, needles: tuple[AnyStr, ...], at_sign: An
     if kinds and first:
         return kinds
     at = shapes.find(at_sign)
-    while at > 0:  # '@' is also a length byte (64): check its neighbours
-        if shapes[at - 1 : at] in _EMAIL_NEIGHBOURS and shapes[at + 1 : at + 2] in _EMAIL_NEIGHBOURS:
+    while at >= 0:  # '@' is also a length byte (64): check its neighbours (one at 0 has none before it)
+        if at and shapes[at - 1 : at] in _EMAIL_NEIGHBOURS and shapes[at + 1 : at + 2] in _EMAIL_NEIGHBOURS:
             return kinds | EMAIL_AT
         at = shapes.find(at_sign, at + 1)
     return kinds
@@ -232,7 +261,7 @@ def find(text: str, enabled: frozenset[Detector]) -> list[Match]:
 def _emails(text: str) -> list[Match]:
     out: list[Match] = []
     at = text.find("@")
-    while at > 0:
+    while at >= 0:
         before = text[max(0, at - 64) : at]  # the local part: up to 64 address characters before the '@'
         start = at - (len(before) - len(before.rstrip(_EMAIL_LOCAL)))
         domain = _EMAIL_DOMAIN.match(text, at + 1)

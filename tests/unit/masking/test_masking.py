@@ -61,6 +61,19 @@ def test_prefilter_is_a_superset_of_detectors(text: str) -> None:
         assert candidates(text.encode())
 
 
+def test_an_address_after_a_leading_at_sign_is_found() -> None:
+    """An '@' at the start of a value (a mention) once hid every address after it, from the detector and
+    from the prefilter alike: the value passed unmasked."""
+    text = "@channel write to bob@example.com or @ops"
+    assert [(m.detector, text[m.start : m.end]) for m in find(text, ALL)] == [(Detector.EMAIL, "bob@example.com")]
+    assert candidates(text.encode())
+    assert candidates(text.encode() + b" " * 600)  # and on the whole-buffer path
+    fields = [Field("note", 0, 0, 25, -1, -1, 0)]
+    masker = ResultMasker(MaskingPolicy())
+    masked = masker.mask_data_row(masker.on_row_description(fields), build_data_row([text.encode()])[5:])
+    assert masked is not None and b"bob@example.com" not in masked and b"@channel" in masked
+
+
 # ---------------------------------------------------------------- goldens: rows, COPY, errors
 
 
