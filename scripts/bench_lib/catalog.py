@@ -43,6 +43,7 @@ def direct_route(target: TargetDatabase) -> Route:
         {**target.conninfo(), "sslmode": "disable", **_COMMON},
         {"PGPASSWORD": target.password},
         f"PostgreSQL itself, plain TCP, as {target.user}",
+        in_path=False,
     )
 
 

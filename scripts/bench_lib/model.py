@@ -22,6 +22,7 @@ class Route:
     env: dict[str, str] = field(repr=False)
     description: str
     log_file: Path | None = None
+    in_path: bool = True  # a process (proxy, pooler) listens on the port: its CPU time is measured
 
     def dsn(self) -> str:
         return " ".join(f"{key}={_quote(value)}" for key, value in self.conninfo.items())
@@ -68,6 +69,14 @@ class PgbenchResult:
     connection_ms: float | None = None
     log_lines: list[str] = field(default_factory=list)
     round: int = 0  # which repeat: ratios pair runs of the same round
+    path_cpu_s: float | None = None  # CPU seconds of the proxy or pooler in the path, all threads
+    steal_pct: float | None = None  # share of the machine's CPU time the hypervisor took during the run
+
+    @property
+    def cpu_us_per_tx(self) -> float | None:
+        if not self.ok or self.path_cpu_s is None or not self.transactions:
+            return None
+        return self.path_cpu_s * 1e6 / self.transactions
 
     @property
     def ok(self) -> bool:
@@ -114,6 +123,8 @@ class Summary:
     runs: int
     failures: int
     ratios: dict[str, float]  # baseline route -> median over rounds of (this TPS / baseline TPS)
+    cpu_us_per_tx: float | None = None  # median over runs: the path process's CPU per transaction
+    steal_pct: float | None = None  # median over runs
 
 
 def summarise(workload: Workload, route: str, results: list[PgbenchResult], payload_bytes: float | None) -> Summary:
@@ -133,7 +144,21 @@ def summarise(workload: Workload, route: str, results: list[PgbenchResult], payl
         per_round = paired_ratios(results, workload.name, route, baseline)
         if per_round:
             ratios[baseline] = statistics.median(per_round)
-    return Summary(workload.name, route, tps, latency, mb, len(runs), len(runs) - len(good), ratios)
+    return Summary(workload.name, route, tps, latency, mb, len(runs), len(runs) - len(good), ratios,
+                   _median([r.cpu_us_per_tx for r in good]), _median([r.steal_pct for r in good]))  # fmt: skip
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def paired_cpu_ratios(results: list[PgbenchResult], workload: str, route: str, baseline: str) -> list[float]:
+    """Each round's path CPU per transaction of ``baseline`` over ``route``'s: the TPS ratio a machine
+    would show where that process is the bottleneck and nothing steals its time."""
+    cpu = {(r.route, r.round): r.cpu_us_per_tx for r in results if r.workload == workload and r.cpu_us_per_tx}
+    rounds = sorted({round_ for (name, round_) in cpu if name == route})
+    return [cpu[(baseline, n)] / cpu[(route, n)] for n in rounds if (baseline, n) in cpu]
 
 
 def paired_ratios(results: list[PgbenchResult], workload: str, route: str, baseline: str) -> list[float]:

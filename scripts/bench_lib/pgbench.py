@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import PgbenchResult, Route, Workload, parse_pgbench
+from .probe import PathProbe
 
 
 def find_pgbench(explicit: str | None = None) -> str:
@@ -61,6 +62,7 @@ class PgbenchRunner:
         command = self.command(workload, route)
         log_offset = _size(route.log_file)
         env = {**os.environ, **route.env}
+        probe = PathProbe.start(int(route.conninfo["port"]) if route.in_path else None)
         try:
             done = subprocess.run(
                 command, env=env, capture_output=True, text=True, timeout=self.load.seconds * 3 + 60, check=False
@@ -70,6 +72,7 @@ class PgbenchRunner:
             result = PgbenchResult(
                 workload.name, route.name, command, -1, _text(e.stdout), _text(e.stderr) + "\n(pgbench timed out)"
             )
+        result.path_cpu_s, result.steal_pct = probe.finish()
         parse_pgbench(result)
         if not result.ok and route.log_file is not None:
             result.log_lines = _lines_since(route.log_file, log_offset)

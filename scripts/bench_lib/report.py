@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import PgbenchResult, Summary, paired_ratios
+from .model import PgbenchResult, Summary, paired_cpu_ratios, paired_ratios
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,7 @@ class TargetCheck:
     def evaluate(self, results: list[PgbenchResult]) -> dict[str, Any]:
         per_round = paired_ratios(results, self.workload, self.route, self.baseline)
         ratio = statistics.median(per_round) if per_round else None
+        cpu_rounds = paired_cpu_ratios(results, self.workload, self.route, self.baseline)
         if ratio is None:
             verdict = f"not measured (needs {self.route} and {self.baseline} on {self.workload})"
         elif self.minimum is None:
@@ -41,7 +42,9 @@ class TargetCheck:
         else:
             verdict = "MET" if ratio >= self.minimum else "NOT MET"
         return {**asdict(self), "ratio": ratio, "per_round": per_round, "verdict": verdict,
-                "cost": None if ratio is None else 1 - ratio}  # fmt: skip
+                "cost": None if ratio is None else 1 - ratio,
+                "cpu_ratio": statistics.median(cpu_rounds) if cpu_rounds else None,
+                "cpu_per_round": cpu_rounds}  # fmt: skip
 
     def describe(self) -> str:
         goal = f" >= {self.minimum:.2f}" if self.minimum is not None else ""
@@ -67,7 +70,7 @@ TARGETS: tuple[TargetCheck, ...] = (
 
 
 def targets_table(evaluated: list[dict[str, Any]]) -> str:
-    header = ("target", "ratio", "per round", "cost", "verdict")
+    header = ("target", "ratio", "per round", "cost", "CPU ratio", "verdict")
     rows: list[tuple[str, ...]] = [header]
     for t in evaluated:
         goal = f" (>= {t['minimum']:.2f})" if t["minimum"] is not None and t["ratio"] is not None else ""
@@ -76,6 +79,7 @@ def targets_table(evaluated: list[dict[str, Any]]) -> str:
             _num(t["ratio"], 2),
             ", ".join(f"{r:.2f}" for r in t["per_round"]) or "-",
             "-" if t["cost"] is None else f"{t['cost'] * 100:.0f}%",
+            _num(t["cpu_ratio"], 2),
             t["verdict"] + goal,
         ))  # fmt: skip
     return _render(rows, left=1)
@@ -85,7 +89,8 @@ RATIO_COLUMNS = ("direct", "pgbouncer", "airlock")
 
 
 def table(summaries: list[Summary]) -> str:
-    header = ("workload", "route", "TPS", "MB/s", "lat avg ms", *(f"x {b}" for b in RATIO_COLUMNS))
+    header = ("workload", "route", "TPS", "MB/s", "lat avg ms", "CPU us/tx", "steal %",
+              *(f"x {b}" for b in RATIO_COLUMNS))  # fmt: skip
     rows: list[tuple[str, ...]] = [header]
     previous = None
     for s in summaries:
@@ -97,6 +102,8 @@ def table(summaries: list[Summary]) -> str:
             failed or _num(s.tps, 1),
             _num(s.mb_per_s, 1),
             _num(s.latency_ms, 3),
+            _num(s.cpu_us_per_tx, 1),
+            _num(s.steal_pct, 0),
             *(_num(r.get(b), 2) for b in RATIO_COLUMNS),
         ))  # fmt: skip
         previous = s.workload
