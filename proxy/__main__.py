@@ -18,6 +18,7 @@ async def serve(settings: ProxySettings) -> None:
     # What start-up loaded (boto3's models, pydantic's schemas, pglast) lives as long as the process:
     # keep it out of the collector's full passes, which would otherwise stall every session's relay.
     gc.freeze()
+    sys.setswitchinterval(settings.gil_switch_interval)
     await server.stopped.wait()
 
 

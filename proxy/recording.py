@@ -337,7 +337,7 @@ class SessionRecording:
         """Bytes read from the agent, as they were relayed."""
         if data and (self._closing is None or self._recording):
             self._bytes[_AGENT] += len(data)
-            chunk = self.recorder.record_bytes(_AGENT, data)
+            chunk = self.recorder.record_wire(_AGENT, data)
             if chunk is not None:
                 self.uploader.submit(chunk)
 
@@ -345,7 +345,7 @@ class SessionRecording:
         """Bytes written to the agent (after masking), including anything the proxy itself sent."""
         if data and (self._closing is None or self._recording):
             self._bytes[_PROXY] += len(data)
-            chunk = self.recorder.record_bytes(_PROXY, data)
+            chunk = self.recorder.record_wire(_PROXY, data)
             if chunk is not None:
                 self.uploader.submit(chunk)
 

@@ -42,6 +42,10 @@ class ProxySettings(BaseSettings):
     reauthorize_at: float = 0.8
     credential_cache_seconds: float = 60.0
     health_port: int | None = None
+    # How long a thread may hold the interpreter lock while another waits for it (sys.setswitchinterval).
+    # Recording uploads, heartbeats and authorize calls run boto3 in threads; at CPython's default of
+    # 5 ms, one such thread stalls every session's relay for up to 5 ms at each switch.
+    gil_switch_interval: float = Field(default=0.001, gt=0, le=0.1)
     # Diagnostics and benchmarks only (measuring what each layer costs): each switch turns a protection
     # off for every session of this process, and the proxy says so loudly at start and per session.
     disable_recording: bool = False

@@ -89,6 +89,8 @@ class ResultMasker:
 
     def take_counts(self) -> dict[str, int]:
         """The counts since the last call (for a decision event), then reset."""
+        if not (self._tally or self._found or self._counts):  # nothing masked: every statement asks
+            return {}
         out = {k: v for k, v in self.counts.items() if v}
         self._counts.clear()
         return out

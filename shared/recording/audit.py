@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -120,19 +121,39 @@ class StatementLines:
             statement, cut = bound_text(statement, STATEMENT_LIMIT)
             truncated = "true" if cut else "false"
         text = "".join((
-            '{"time":"', self._stamp, f".{nanos // 1000:06d}Z", self._prefix, _json(statement),
+            '{"time":"', self._stamp, f".{nanos // 1000:06d}Z", self._prefix, _json_str(statement),
             ',"statement_truncated":', truncated,
-            ',"statement_kind":', "null" if kind is None else _json(kind),
-            ',"decision":', "null" if decision is None else _json(decision),
+            ',"statement_kind":', "null" if kind is None else _json_word(kind),
+            ',"decision":', "null" if decision is None else _json_word(decision),
             ',"rows":', "null" if rows is None else str(int(rows)),
-            ',"duration_ms":', "null" if duration_ms is None else _json(float(duration_ms)),
-            ',"error_code":', "null" if error_code is None else _json(error_code),
+            ',"duration_ms":', "null" if duration_ms is None else _json_float(duration_ms),
+            ',"error_code":', "null" if error_code is None else _json_word(error_code),
             ',"reason":null}\n',
         ))  # fmt: skip
         return self._date, text.encode("utf-8", "surrogatepass")
 
 
 _json = json.JSONEncoder(ensure_ascii=False).encode
+# The same encodings without JSONEncoder.encode's dispatch (a float even goes through iterencode):
+# a str as json.dumps(ensure_ascii=False) writes it, and the few words of kinds, decisions and SQLSTATEs
+# remembered once encoded.
+_json_str: Callable[[str], str] = json.encoder.encode_basestring
+_WORDS: dict[str, str] = {}
+
+
+def _json_word(word: str) -> str:
+    encoded = _WORDS.get(word)
+    if encoded is None:
+        encoded = _json_str(word)
+        if len(_WORDS) < 4096:
+            _WORDS[word] = encoded
+    return encoded
+
+
+def _json_float(value: float) -> str:
+    """A float as JSONEncoder writes it: repr for finite values (NaN and infinities as it spells them)."""
+    value = float(value)
+    return repr(value) if math.isfinite(value) else _json(value)
 
 
 def bound_text(text: str, limit: int) -> tuple[str, bool]:

@@ -17,7 +17,7 @@ import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .format import (
     EVENT_HEADER,
@@ -139,6 +139,14 @@ class SessionRecorder:
         self._bytes[direction] += len(data)
         return self._append(direction, kind, bytes(data), now_ns)
 
+    def record_wire(
+        self, direction: Literal[Direction.AGENT_TO_PROXY, Direction.PROXY_TO_AGENT], data: bytes
+    ) -> SealedChunk | None:
+        """``record_bytes(direction, data)`` for relayed bytes (not empty, kind WIRE, now): the per-read
+        path, without the checks its callers' types already make."""
+        self._bytes[direction] += len(data)
+        return self._append(direction, EventKind.WIRE, data, None)
+
     def record_auth_bytes(self, data: bytes, *, now_ns: int | None = None) -> SealedChunk | None:
         """Record agent->proxy bytes of the startup/auth phase with passwords and tokens redacted."""
         redacted = redact_startup_and_auth(data)
@@ -175,8 +183,9 @@ class SessionRecorder:
             return None
         index = len(self._chunks)
         first_seq, last_seq = self._pending_first[0], self._next_seq - 1
-        header = ChunkHeader(self.meta.session_id, index, first_seq, last_seq, last_seq - first_seq + 1,
-                             self._prev_sha256)
+        header = ChunkHeader(
+            self.meta.session_id, index, first_seq, last_seq, last_seq - first_seq + 1, self._prev_sha256
+        )
         data = encode_chunk_header(header) + b"".join(self._pending)
         chunk = SealedChunk(
             index=index,
