@@ -178,9 +178,9 @@ def s3_put_object(bucket: str, client: Any = None) -> PutObject:
 
     def put(key: str, body: bytes) -> None:
         if state["client"] is None:
-            import boto3
+            from .store import s3_client
 
-            state["client"] = boto3.client("s3")
+            state["client"] = s3_client()
         state["client"].put_object(
             Bucket=bucket,
             Key=key,

@@ -21,6 +21,20 @@ from .recorder import SealedChunk
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
+
+def s3_client() -> Any:
+    """An S3 client for recordings and audit lines.
+
+    Every put carries a signed ``x-amz-checksum-sha256`` header that S3 verifies against the body, so
+    the body itself is not hashed again for the signature (UNSIGNED-PAYLOAD). botocore already does
+    this over HTTPS; this makes a plain-HTTP endpoint (a local emulator) behave the same instead of
+    paying a second SHA-256 pass over every chunk.
+    """
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(s3={"payload_signing_enabled": False}))
+
 class RecordingStoreError(Exception):
     """The sessions bucket could not be read or written."""
 
@@ -43,9 +57,7 @@ class ChunkStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3")
+            self._client = s3_client()
         return self._client
 
     def put_chunk(self, chunk: SealedChunk, retain_until: datetime) -> None:
