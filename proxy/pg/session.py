@@ -56,7 +56,7 @@ from shared.session.relay import (
     Relay,
     RelayEvent,
     StatementEvent,
-    with_guard,
+    with_protections,
 )
 
 from ..controlplane import ControlPlaneError
@@ -375,15 +375,18 @@ class PgSession:
             },
         )
 
+    async def _masker_for(self, grant: Grant) -> ResultMasker | None:
+        if grant.masking is None or not grant.masking.enabled or self.settings.disable_masking:
+            return None
+        key = None
+        if grant.masking.uses_tokens:
+            if not grant.masking.token_key_ref:
+                raise CredentialError("the masking policy uses tokens but names no token_key_ref")
+            key = (await self.server.credentials.get_text(grant.masking.token_key_ref)).encode()
+        return ResultMasker(grant.masking, token_key=key)
+
     async def _relay_for(self, grant: Grant) -> Relay:
-        masker = None
-        if grant.masking is not None and grant.masking.enabled and not self.settings.disable_masking:
-            key = None
-            if grant.masking.uses_tokens:
-                if not grant.masking.token_key_ref:
-                    raise CredentialError("the masking policy uses tokens but names no token_key_ref")
-                key = (await self.server.credentials.get_text(grant.masking.token_key_ref)).encode()
-            masker = ResultMasker(grant.masking, token_key=key)
+        masker = await self._masker_for(grant)
         guard = self.server.guardrails_for(grant)
         if guard is None and masker is None and self.recording is None:
             return PassthroughRelay()
@@ -686,9 +689,20 @@ class PgSession:
                 await asyncio.sleep(1.0)
                 continue
             if answer.decision == "grant" and answer.grant is not None:
-                self.grant = answer.grant
                 # A new policy version takes effect on live sessions at renewal, not only on new ones.
-                self.relay = with_guard(self.relay, self.server.guardrails_for(answer.grant))
+                masker = self.relay.masker
+                if answer.grant.masking != grant.masking:
+                    try:
+                        masker = await self._masker_for(answer.grant)
+                    except CredentialError as e:  # fail closed: never go on under the old masking
+                        await self.terminate(
+                            "57P01",
+                            "Airlock terminated this session: its new masking policy cannot be applied",
+                            reason=f"masking policy changed, masker unavailable: {e}",
+                        )
+                        return
+                self.grant = answer.grant
+                self.relay = with_protections(self.relay, self.server.guardrails_for(answer.grant), masker)
                 if self.recording is not None:
                     self.recording.decision(
                         EventKind.REAUTHORIZATION,

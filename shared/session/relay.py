@@ -160,7 +160,26 @@ class Relay:
         self._plan: ColumnPlan | None = None
         self._plans_by_body: dict[bytes, ColumnPlan | None] = {}
         self._copy: CopyFormat | None = None
+        self._next_masker: tuple[ResultMasker | None] | None = None  # set: replaces masker at the next 'Z'
         self.statements = 0
+
+    def replace_masker(self, masker: ResultMasker | None) -> None:
+        """Mask with ``masker`` from the next statement on (a new policy version, at grant renewal).
+
+        A result being relayed keeps the plan its RowDescription got, so the swap waits for the next
+        ReadyForQuery unless nothing is in flight. A portal described under the old masker keeps its
+        plan; one described with no masker has none, and its rows end the session (fail closed)."""
+        if masker is self.masker:
+            self._next_masker = None
+        elif not self._expect and self._plan is None:
+            self._use_masker(masker)
+        else:
+            self._next_masker = (masker,)
+
+    def _use_masker(self, masker: ResultMasker | None) -> None:
+        self.masker = masker
+        self._plans_by_body.clear()
+        self._next_masker = None
 
     # ------------------------------------------------------------------ agent -> backend
 
@@ -480,6 +499,8 @@ class Relay:
             counts = self.masker.take_counts()
             if counts:
                 out.events.append(MaskEvent(counts))
+        if self._next_masker is not None:
+            self._use_masker(self._next_masker[0])
 
     def _mask_error(self, mtype: int, body: bytes) -> bytes | None:
         if self.masker is None or not self.masker.policy.enabled:
@@ -607,11 +628,14 @@ class PassthroughRelay(Relay):
         return out
 
 
-def with_guard(relay: Relay, guard: GuardrailEngine | None) -> Relay:
-    """``relay`` judging with ``guard`` from now on (a pass-through relay becomes a full one)."""
+def with_protections(relay: Relay, guard: GuardrailEngine | None, masker: ResultMasker | None) -> Relay:
+    """``relay`` judging with ``guard`` and masking with ``masker`` from now on (a new policy version at
+    grant renewal; see ``Relay.replace_masker`` for when the masker takes over). A pass-through relay
+    becomes a full one when either appears."""
     if isinstance(relay, PassthroughRelay):
-        if guard is None:
+        if guard is None and masker is None:
             return relay
-        return Relay(guard, None)
+        return Relay(guard, masker)
     relay.guard = guard
+    relay.replace_masker(masker)
     return relay

@@ -6,6 +6,9 @@ import asyncio
 import json
 import re
 import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 import psycopg
@@ -117,3 +120,37 @@ def test_json_values(stack: AirlockStack, secrets_in_db: dict[str, list[str]]) -
     text = json.dumps(rows[0])
     assert_nothing_leaks(text, secrets_in_db)
     assert json.loads(text)[0]["id"] == 1
+
+
+def test_a_masking_rule_pushed_during_a_session_applies_to_it(stack: AirlockStack, tmp_path: Path) -> None:
+    """A new policy version reaches live sessions at their next grant renewal: masking too, not only
+    guardrails; and a rule taken away again stops applying the same way."""
+    original = stack.state_dir / "policy.yaml"
+    rule = "    - {name: ssn, action: redact}\n"
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(original.read_text().replace(rule, rule + "    - {name: status, action: redact}\n"))
+    assert stricter.read_text() != original.read_text()
+    with psycopg.connect(stack.conninfo(), autocommit=True) as conn:
+
+        def status() -> str:
+            row = conn.execute("SELECT status FROM orders ORDER BY id LIMIT 1").fetchone()
+            assert row is not None
+            return str(row[0])
+
+        before = status()
+        assert before != "****"
+        stack.cli("policy", "push", str(stricter))
+        try:
+            assert _eventually(lambda: status() == "****"), "the live session never picked up the new rule"
+        finally:
+            stack.cli("policy", "push", str(original))
+        assert _eventually(lambda: status() == before)
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False

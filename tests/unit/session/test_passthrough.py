@@ -6,7 +6,7 @@ from shared.guard.engine import GuardrailEngine
 from shared.guard.rules import GuardrailsPolicy
 from shared.pgwire import messages as m
 from shared.pgwire.framing import Framer
-from shared.session.relay import DENIED_TOKEN, PassthroughRelay, Refusal, Relay, with_guard
+from shared.session.relay import DENIED_TOKEN, PassthroughRelay, Refusal, Relay, with_protections
 
 GUARD = GuardrailsPolicy.model_validate(
     {
@@ -61,8 +61,8 @@ def test_a_refused_chunk_still_never_reaches_the_backend() -> None:
 
 def test_a_guard_set_at_renewal_turns_it_into_a_full_relay_that_blocks() -> None:
     relay: Relay = PassthroughRelay()
-    assert with_guard(relay, None) is relay
-    relay = with_guard(relay, GuardrailEngine(GUARD))
+    assert with_protections(relay, None, None) is relay
+    relay = with_protections(relay, GuardrailEngine(GUARD), None)
     assert not isinstance(relay, PassthroughRelay)
     chunk, frames = feed(m.build_query("DROP TABLE customers"))
     out = relay.from_agent(chunk, frames, 0)

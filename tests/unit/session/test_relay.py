@@ -13,7 +13,7 @@ from shared.masking.rules import MaskingPolicy
 from shared.pgwire import messages as m
 from shared.pgwire.errors import ProtocolViolation
 from shared.pgwire.framing import Framer
-from shared.session.relay import DENIED_TOKEN, DecisionEvent, MaskEvent, Relay, StatementEvent
+from shared.session.relay import DENIED_TOKEN, DecisionEvent, MaskEvent, Relay, StatementEvent, with_protections
 
 CARD = b"4111111111111111"
 TEXT_OID = 25
@@ -148,3 +148,43 @@ def test_pipelined_simple_queries_are_accounted_to_the_right_statement() -> None
     ])
     _, _, events = backend(relay, reply)
     assert [e.text for e in events if isinstance(e, StatementEvent)] == ["SELECT 1", "SELECT 2", "SELECT 3"]
+
+
+def _card_query(relay: Relay, *, ready: bool = True) -> bytes:
+    agent(relay, m.build_query("SELECT card FROM t"))
+    reply = row_description("card") + m.build_data_row([CARD]) + command_complete("SELECT 1")
+    _, out, _ = backend(relay, reply + (m.build_ready_for_query(b"I") if ready else b""))
+    return b"".join(out)
+
+
+def test_masking_added_at_renewal_applies_from_the_next_statement() -> None:
+    relay = Relay(GuardrailEngine(GUARD), None)
+    assert CARD in _card_query(relay)
+    relay = with_protections(relay, relay.guard, ResultMasker(MaskingPolicy()))
+    assert CARD not in _card_query(relay)
+
+
+def test_a_new_masker_waits_for_the_result_in_flight_and_then_takes_over() -> None:
+    old = ResultMasker(MaskingPolicy())
+    relay = Relay(None, old)
+    agent(relay, m.build_query("SELECT card FROM t"))
+    _, out, _ = backend(relay, row_description("card") + m.build_data_row([CARD]))
+    assert CARD not in b"".join(out)
+    # The policy changes mid-result (masking switched off): the rest of this result keeps the old plan.
+    relay = with_protections(relay, None, None)
+    assert relay.masker is old
+    _, out, _ = backend(relay, m.build_data_row([CARD]) + command_complete("SELECT 2") + m.build_ready_for_query(b"I"))
+    assert CARD not in b"".join(out)
+    assert relay.masker is None
+    assert CARD in _card_query(relay)  # the next statement runs under the new policy
+
+
+def test_renewing_with_the_same_masker_changes_nothing() -> None:
+    masker = ResultMasker(MaskingPolicy())
+    relay = Relay(None, masker)
+    agent(relay, m.build_query("SELECT card FROM t"))
+    relay = with_protections(relay, None, masker)
+    assert relay.masker is masker
+    _, out, _ = backend(relay, row_description("card") + m.build_data_row([CARD]) + command_complete("SELECT 1")
+                        + m.build_ready_for_query(b"I"))
+    assert CARD not in b"".join(out) and relay.masker is masker
