@@ -55,7 +55,7 @@ from shared.recording.format import (
     format_timestamp,
     session_prefix,
 )
-from shared.recording.recorder import SealedChunk, SessionRecorder
+from shared.recording.recorder import DEFAULT_CHUNK_SIZE, SealedChunk, SessionRecorder
 from shared.recording.signing import KmsSigner, ManifestSigner, SigningError, sign_manifest
 from shared.recording.store import ChunkStore, RecordingStoreError
 from shared.recording.sweeper import datetime_ns, manifest_counters
@@ -93,12 +93,12 @@ class RecordingSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AIRLOCK_RECORDING_", extra="ignore")
 
-    chunk_size: int = 1 << 20
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     flush_interval: float = 5.0  # seconds an event may wait before its chunk is cut (buffered mode)
     max_buffered_bytes: int = 64 << 20  # per session: chunks waiting for S3 before the session is ended
     # Above this many bytes waiting for S3 the session's reads pause until the recording catches up;
     # if it does not within stall_timeout, the session is ended like an overflow.
-    backpressure_bytes: int = 8 << 20
+    backpressure_bytes: int = 16 << 20  # four chunks in flight
     stall_timeout: float = 30.0
     close_timeout: float = 30.0  # how long close() waits for the recording to be sealed in S3
     # Live sessions' counters reach the index this often. Each heartbeat is a DynamoDB write whose
