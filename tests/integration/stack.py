@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,3 +147,14 @@ def start_stack(state_dir: Path, timeout: float = 180) -> AirlockStack:
     with socket.create_connection(("127.0.0.1", int(info["proxy"]["port"])), timeout=5):
         pass
     return AirlockStack(state_dir, process, info)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30) -> bool:
+    """Poll ``check`` until it holds: a pushed policy version reaches new sessions within the authorize
+    Lambda's policy cache time, and live ones at their next grant renewal."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.5)
+    return False

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -13,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import pq
 
-from tests.integration.stack import AirlockStack
+from tests.integration.stack import AirlockStack, eventually
 
 
 def count(stack: AirlockStack, sql: str) -> int:
@@ -141,24 +139,14 @@ def _truncate_allowed(stack: AirlockStack) -> bool:
         return True
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 20) -> bool:
-    """Policy versions reach new sessions within the authorize Lambda's policy cache time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return False
-
-
 def test_dry_run_records_but_does_not_block(stack: AirlockStack, tmp_path: Path) -> None:
     policy = (stack.state_dir / "policy.yaml").read_text()
     dry = tmp_path / "dry.yaml"
     dry.write_text(policy.replace("  dry_run: false", "  dry_run: true"))
     stack.cli("policy", "push", str(dry))
     try:
-        assert _eventually(lambda: _truncate_allowed(stack))  # would be denied; dry run lets it through
+        assert eventually(lambda: _truncate_allowed(stack))  # would be denied; dry run lets it through
         assert "statement deny (dry run) by rule no-destructive-ddl" in stack.proxy_log()
     finally:
         stack.cli("policy", "push", str(stack.state_dir / "policy.yaml"))
-        assert _eventually(lambda: not _truncate_allowed(stack))
+        assert eventually(lambda: not _truncate_allowed(stack))

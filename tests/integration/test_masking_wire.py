@@ -6,15 +6,13 @@ import asyncio
 import json
 import re
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import psycopg
 import pytest
 
-from tests.integration.stack import AirlockStack
+from tests.integration.stack import AirlockStack, eventually
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +139,7 @@ def test_a_masking_rule_pushed_during_a_session_applies_to_it(stack: AirlockStac
         assert before != "****"
         stack.cli("policy", "push", str(stricter))
         try:
-            assert _eventually(lambda: status() == "****"), "the live session never picked up the new rule"
+            assert eventually(lambda: status() == "****"), "the live session never picked up the new rule"
         finally:
             stack.cli("policy", "push", str(original))
-        assert _eventually(lambda: status() == before)
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.5)
-    return False
+        assert eventually(lambda: status() == before)
