@@ -71,12 +71,20 @@ class PgbenchResult:
     round: int = 0  # which repeat: ratios pair runs of the same round
     path_cpu_s: float | None = None  # CPU seconds of the proxy or pooler in the path, all threads
     steal_pct: float | None = None  # share of the machine's CPU time the hypervisor took during the run
+    path_ctx_switches: int | None = None  # of the path's processes during the run
+    path_minor_faults: int | None = None
 
     @property
     def cpu_us_per_tx(self) -> float | None:
         if not self.ok or self.path_cpu_s is None or not self.transactions:
             return None
         return self.path_cpu_s * 1e6 / self.transactions
+
+    def per_tx(self, count: int | None) -> float | None:
+        """``count`` (switches, faults) per transaction."""
+        if not self.ok or count is None or not self.transactions:
+            return None
+        return count / self.transactions
 
     @property
     def ok(self) -> bool:
@@ -125,6 +133,8 @@ class Summary:
     ratios: dict[str, float]  # baseline route -> median over rounds of (this TPS / baseline TPS)
     cpu_us_per_tx: float | None = None  # median over runs: the path process's CPU per transaction
     steal_pct: float | None = None  # median over runs
+    switches_per_tx: float | None = None  # median over runs: the path processes' context switches
+    faults_per_tx: float | None = None  # median over runs: the path processes' minor page faults
 
 
 def summarise(workload: Workload, route: str, results: list[PgbenchResult], payload_bytes: float | None) -> Summary:
@@ -145,7 +155,9 @@ def summarise(workload: Workload, route: str, results: list[PgbenchResult], payl
         if per_round:
             ratios[baseline] = statistics.median(per_round)
     return Summary(workload.name, route, tps, latency, mb, len(runs), len(runs) - len(good), ratios,
-                   _median([r.cpu_us_per_tx for r in good]), _median([r.steal_pct for r in good]))  # fmt: skip
+                   _median([r.cpu_us_per_tx for r in good]), _median([r.steal_pct for r in good]),
+                   _median([r.per_tx(r.path_ctx_switches) for r in good]),
+                   _median([r.per_tx(r.path_minor_faults) for r in good]))  # fmt: skip
 
 
 def _median(values: list[float | None]) -> float | None:

@@ -72,7 +72,9 @@ class PgbenchRunner:
             result = PgbenchResult(
                 workload.name, route.name, command, -1, _text(e.stdout), _text(e.stderr) + "\n(pgbench timed out)"
             )
-        result.path_cpu_s, result.steal_pct = probe.finish()
+        cost = probe.finish()
+        result.path_cpu_s, result.steal_pct = cost.cpu_s, cost.steal_pct
+        result.path_ctx_switches, result.path_minor_faults = cost.ctx_switches, cost.minor_faults
         parse_pgbench(result)
         if not result.ok and route.log_file is not None:
             result.log_lines = _lines_since(route.log_file, log_offset)

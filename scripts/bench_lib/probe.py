@@ -35,22 +35,53 @@ def _cpu_seconds(pids: tuple[int, ...]) -> float | None:
     return total
 
 
+def _activity(pids: tuple[int, ...]) -> tuple[int, int] | None:
+    """(context switches, minor page faults) of ``pids`` so far: what a wake-up or fresh memory costs in
+    a virtual machine does not show in user-space profiles."""
+    switches = faults = 0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            ctx = proc.num_ctx_switches()
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except (psutil.Error, OSError):
+            return None
+        switches += ctx.voluntary + ctx.involuntary
+        faults += int(stat.rsplit(b")", 1)[1].split()[7])  # minflt: field 10 of proc(5)
+    return switches, faults
+
+
 @dataclass(frozen=True, slots=True)
 class PathProbe:
     pids: tuple[int, ...]
     cpu: float | None
+    activity: tuple[int, int] | None
     steal: float
     wall: float
 
     @classmethod
     def start(cls, port: int | None) -> PathProbe:
         pids = listener_pids(port) if port is not None else ()
-        return cls(pids, _cpu_seconds(pids) if pids else None, psutil.cpu_times().steal, time.monotonic())
+        cpu, activity = (_cpu_seconds(pids), _activity(pids)) if pids else (None, None)
+        return cls(pids, cpu, activity, psutil.cpu_times().steal, time.monotonic())
 
-    def finish(self) -> tuple[float | None, float]:
-        """(CPU seconds the path's processes used, None if there are none; steal as % of all CPU time)."""
+    def finish(self) -> PathCost:
+        """What the path's processes used since ``start`` (None where there are none) and the steal."""
         wall = time.monotonic() - self.wall
         cpu = _cpu_seconds(self.pids) if self.pids else None
+        activity = _activity(self.pids) if self.pids else None
         used = None if cpu is None or self.cpu is None else cpu - self.cpu
+        switches = faults = None
+        if activity is not None and self.activity is not None:
+            switches, faults = activity[0] - self.activity[0], activity[1] - self.activity[1]
         steal = (psutil.cpu_times().steal - self.steal) / max(wall * (psutil.cpu_count() or 1), 1e-9) * 100
-        return used, steal
+        return PathCost(used, switches, faults, steal)
+
+
+@dataclass(frozen=True, slots=True)
+class PathCost:
+    cpu_s: float | None  # CPU seconds of the path's processes, all threads
+    ctx_switches: int | None
+    minor_faults: int | None
+    steal_pct: float  # steal as % of all CPU time of the machine

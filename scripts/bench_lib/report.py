@@ -89,8 +89,8 @@ RATIO_COLUMNS = ("direct", "pgbouncer", "airlock")
 
 
 def table(summaries: list[Summary]) -> str:
-    header = ("workload", "route", "TPS", "MB/s", "lat avg ms", "CPU us/tx", "steal %",
-              *(f"x {b}" for b in RATIO_COLUMNS))  # fmt: skip
+    header = ("workload", "route", "TPS", "MB/s", "lat avg ms", "CPU us/tx", "ctx/tx", "faults/tx",
+              "steal %", *(f"x {b}" for b in RATIO_COLUMNS))  # fmt: skip
     rows: list[tuple[str, ...]] = [header]
     previous = None
     for s in summaries:
@@ -103,6 +103,8 @@ def table(summaries: list[Summary]) -> str:
             _num(s.mb_per_s, 1),
             _num(s.latency_ms, 3),
             _num(s.cpu_us_per_tx, 1),
+            _num(s.switches_per_tx, 2),
+            _num(s.faults_per_tx, 2),
             _num(s.steal_pct, 0),
             *(_num(r.get(b), 2) for b in RATIO_COLUMNS),
         ))  # fmt: skip
