@@ -218,7 +218,9 @@ class AuditWriter:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._clock = clock
-        self._lines: dict[str, list[bytes]] = {}  # by date
+        # The open batch by date, one buffer each: lines are copied in, not kept as objects (a busy
+        # proxy's million small objects would sit in memory until the batch is cut).
+        self._lines: dict[str, bytearray] = {}
         self._open_bytes = 0
         self._opened_at: float | None = None
         self._queue: deque[tuple[str, bytes]] = deque()  # (key, body) waiting to upload
@@ -251,7 +253,10 @@ class AuditWriter:
                 )
             self.dropped += 1
             return
-        self._lines.setdefault(date, []).append(line)
+        batch = self._lines.get(date)
+        if batch is None:
+            batch = self._lines[date] = bytearray()
+        batch += line
         self._open_bytes += len(line)
         if self._opened_at is None:
             self._opened_at = self._now()
@@ -299,7 +304,7 @@ class AuditWriter:
         if not self._lines:
             return
         for date in sorted(self._lines):
-            body = b"".join(self._lines[date])
+            body = bytes(self._lines[date])
             self._queue.append((audit_key(date, self.proxy_id, self.token, self._seq), body))
             self._seq += 1
             self._queued_bytes += len(body)

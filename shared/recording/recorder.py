@@ -39,7 +39,6 @@ from .format import (
 )
 
 _PACK_HEADER: Final = EVENT_HEADER.pack
-_HEADER_SIZE: Final = EVENT_HEADER.size
 # 4 MiB: few puts for bulk results (each costs milliseconds of client CPU whatever its size; at 1 MiB a
 # 70 MB/s result stream spent a quarter of a CPU on them), still small enough to retry cheaply.
 DEFAULT_CHUNK_SIZE: Final = 4 << 20
@@ -94,11 +93,11 @@ class SessionRecorder:
         self.chunk_size = chunk_size
         self.flush_interval_ns = flush_interval_ns
         self._clock = clock
-        # Events not yet in a chunk, already encoded (header, payload, header, payload, ...): cutting a
-        # chunk is one join, and recording an event builds no object.
-        self._pending: list[bytes] = []
+        # Events not yet in a chunk, encoded into one buffer as they come (header, payload, header, ...).
+        # The relayed bytes objects are not kept: their memory goes straight back to the allocator,
+        # still in cache, instead of piling up in a session's memory until the chunk is cut.
+        self._pending = bytearray()
         self._pending_first: tuple[int, int] = (0, 0)  # (seq, ts_ns) of the oldest pending event
-        self._pending_bytes = 0
         self._next_seq = 0
         self._prev_sha256 = GENESIS_SHA256
         self._chunks: list[ChunkEntry] = []
@@ -110,7 +109,7 @@ class SessionRecorder:
     @property
     def pending_bytes(self) -> int:
         """Encoded size of the events not yet in a chunk."""
-        return self._pending_bytes
+        return len(self._pending)
 
     @property
     def next_seq(self) -> int:
@@ -188,7 +187,7 @@ class SessionRecorder:
         header = ChunkHeader(
             self.meta.session_id, index, first_seq, last_seq, last_seq - first_seq + 1, self._prev_sha256
         )
-        data = encode_chunk_header(header) + b"".join(self._pending)
+        data = encode_chunk_header(header) + self._pending
         chunk = SealedChunk(
             index=index,
             key=self.prefix + chunk_name(index),
@@ -198,8 +197,7 @@ class SessionRecorder:
             sha256=hashlib.sha256(data).digest(),
             data=data,
         )
-        self._pending = []
-        self._pending_bytes = 0
+        self._pending = bytearray()
         self._prev_sha256 = chunk.sha256
         self._chunks.append(chunk.entry())
         return chunk
@@ -232,16 +230,16 @@ class SessionRecorder:
             raise RecorderClosed("event recorded after the session was sealed")
         ts = self._clock() if now_ns is None else now_ns
         seq = self._next_seq
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             self._pending_first = (seq, ts)
         try:
-            self._pending.append(_PACK_HEADER(seq, ts, direction, kind, len(payload)))
+            pending += _PACK_HEADER(seq, ts, direction, kind, len(payload))
         except struct.error as e:
             raise ValueError(f"event {seq}: field out of range: {e}") from e
-        self._pending.append(payload)
+        pending += payload
         self._next_seq = seq + 1
-        self._pending_bytes += _HEADER_SIZE + len(payload)
-        return self.take_chunk_now() if self._pending_bytes >= self.chunk_size else None
+        return self.take_chunk_now() if len(pending) >= self.chunk_size else None
 
 
 # ---------------------------------------------------------------- redaction

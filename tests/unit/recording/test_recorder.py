@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import pytest
 from hypothesis import given
@@ -38,6 +39,20 @@ def test_cuts_a_chunk_when_pending_reaches_chunk_size() -> None:
     assert chunk.key == "sessions/dt=2025-01-01/ses_01TEST/00000000.chunk"
     assert chunk.sha256 == hashlib.sha256(chunk.data).digest()
     assert [e.payload for e in decode_chunk(chunk.data).events] == [b"x" * 40, b"y" * 40]
+
+
+def test_relayed_bytes_are_copied_in_not_kept() -> None:
+    # A busy session records thousands of reads a second; holding each bytes object until its chunk
+    # is cut cost the proxy more than encoding them did (memory that never returns to the allocator).
+    rec = SessionRecorder(meta(), clock=FakeClock())
+    reads = [bytes([65 + i]) * (100 + i) for i in range(3)]
+    before = [sys.getrefcount(r) for r in reads]
+    for r in reads:
+        rec.record_wire(A2P, r)
+    assert [sys.getrefcount(r) for r in reads] == before
+    chunk = rec.take_chunk_now()
+    assert chunk is not None and type(chunk.data) is bytes
+    assert [e.payload for e in decode_chunk(chunk.data).events] == reads
 
 
 def test_time_based_flush() -> None:
