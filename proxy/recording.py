@@ -250,6 +250,9 @@ class SessionRecording:
             backoff_max=self.settings.upload_backoff_max,
         )
         self.fatal: str | None = None  # why on_fatal was called, once it was
+        # needs_backpressure() as of the last chunk queued: it can only become true then, so the relay
+        # reads this attribute after each read instead of asking the uploader.
+        self.backlogged = False
         self.sealed = False  # the manifest is in S3 and the index item finalised
         self._bytes = [0, 0]
         self._statements = 0
@@ -341,7 +344,7 @@ class SessionRecording:
             self._bytes[_AGENT] += len(data)
             chunk = self.recorder.record_wire(_AGENT, data)
             if chunk is not None:
-                self.uploader.submit(chunk)
+                self._ship(chunk)
 
     def proxy_bytes(self, data: bytes) -> None:
         """Bytes written to the agent (after masking), including anything the proxy itself sent."""
@@ -349,7 +352,7 @@ class SessionRecording:
             self._bytes[_PROXY] += len(data)
             chunk = self.recorder.record_wire(_PROXY, data)
             if chunk is not None:
-                self.uploader.submit(chunk)
+                self._ship(chunk)
 
     def decision(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
         """Record a decision (BLOCK, HOLD, APPROVAL, MASK_COUNTS, ...) and write its audit line."""
@@ -519,6 +522,7 @@ class SessionRecording:
     def _ship(self, chunk: SealedChunk | None) -> None:
         if chunk is not None:
             self.uploader.submit(chunk)
+            self.backlogged = self.needs_backpressure()
 
     def needs_backpressure(self) -> bool:
         """True when more of this session's recording waits for the store than it may run ahead of."""
@@ -530,11 +534,14 @@ class SessionRecording:
         ``stall_timeout`` the store is considered unreachable: the session ends (``on_fatal``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.stall_timeout
-        while self.needs_backpressure():
-            if loop.time() >= deadline:
-                self._overflow(f"the recording store has not caught up for {self.settings.stall_timeout:.0f}s")
-                return
-            await asyncio.sleep(0.01)
+        try:
+            while self.needs_backpressure():
+                if loop.time() >= deadline:
+                    self._overflow(f"the recording store has not caught up for {self.settings.stall_timeout:.0f}s")
+                    return
+                await asyncio.sleep(0.01)
+        finally:
+            self.backlogged = self.needs_backpressure()
 
     def _overflow(self, why: str = "") -> None:
         if self.fatal is not None:

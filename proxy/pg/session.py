@@ -591,7 +591,7 @@ class PgSession:
     def _check_recording(self, side: Endpoint) -> None:
         """Buffered recording running ahead of the store: stop reading this side until it catches up."""
         recording = self.recording
-        if recording is not None and not side.holding(_RECORDING) and recording.needs_backpressure():
+        if recording is not None and recording.backlogged and not side.holding(_RECORDING):
             side.hold(_RECORDING)
             self._spawn(self._recording_caught_up(recording, side), "backpressure")
 

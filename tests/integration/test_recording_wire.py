@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 import signal
@@ -116,6 +117,32 @@ def test_buffered_overflow_ends_the_session_and_loses_nothing(stack: AirlockStac
     assert "OK" in report
     transcript = stack.cli("replay", session["session_id"]).stdout
     assert "RECORDING_FAULT" in transcript and "TERMINATION" in transcript
+
+
+def test_a_slow_store_pauses_the_session_until_its_recording_catches_up(
+    stack: AirlockStack, s3_outage: Forwarder
+) -> None:
+    # Backpressure, not overflow: past backpressure_bytes waiting for S3 the proxy stops reading the
+    # backend, so a big result waits at the proxy while the store is away; once the store answers again
+    # the result arrives whole and the session goes on, its recording intact.
+    started = time.time()
+    env = {"AWS_ENDPOINT_URL_S3": s3_outage.url, "AIRLOCK_RECORDING_CHUNK_SIZE": "65536",
+           "AIRLOCK_RECORDING_BACKPRESSURE_BYTES": "200000", "AIRLOCK_RECORDING_UPLOAD_BACKOFF_MAX": "0.2"}
+    query = "SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g"  # about 2.5 MB on the wire
+    with stack.extra_proxy(env=env) as (port, _):
+        conn = psycopg.connect(stack.conninfo("ci-nightly", port=port), autocommit=True)
+        s3_outage.down()
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        result = pool.submit(lambda: conn.execute(query).fetchall())
+        with pytest.raises(concurrent.futures.TimeoutError):
+            result.result(timeout=3)  # held at the proxy: its recording is 200 kB behind
+        s3_outage.up()
+        assert len(result.result(timeout=30)) == 20000
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        conn.close()
+        pool.shutdown()
+        session = newest_session(stack, "ci-nightly", started, status="closed")
+    assert "OK" in verify(stack, session["session_id"])
 
 
 def test_sigterm_seals_live_sessions(stack: AirlockStack) -> None:
