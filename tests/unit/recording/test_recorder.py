@@ -47,8 +47,9 @@ def test_relayed_bytes_are_copied_in_not_kept() -> None:
     rec = SessionRecorder(meta(), clock=FakeClock())
     reads = [bytes([65 + i]) * (100 + i) for i in range(3)]
     before = [sys.getrefcount(r) for r in reads]
-    for r in reads:
-        rec.record_wire(A2P, r)
+    for read in reads:
+        rec.record_wire(A2P, read)
+    del read  # the loop's own reference
     assert [sys.getrefcount(r) for r in reads] == before
     chunk = rec.take_chunk_now()
     assert chunk is not None and type(chunk.data) is bytes
