@@ -386,10 +386,9 @@ class SessionRecording:
             return
         self._statements += 1
         self.recorder.count_statement()
-        self.services.audit.add_line(*self._lines.line(
-            time.time_ns(), text, kind=kind, decision=decision, rows=rows, duration_ms=duration_ms,
-            error_code=error_code,
-        ))  # fmt: skip
+        self.services.audit.add_line(
+            *self._lines.line(time.time_ns(), text, kind, decision, rows, duration_ms, error_code)
+        )
 
     async def before_forward(self) -> None:
         """Strict mode: make every pending event durable, or raise ``RecordingUnavailable``."""

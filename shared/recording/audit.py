@@ -104,7 +104,6 @@ class StatementLines:
         self,
         time_ns: int,
         statement: str,
-        *,
         kind: str | None,
         decision: str | None,
         rows: int | None,
@@ -120,16 +119,17 @@ class StatementLines:
         if len(statement) * 4 > STATEMENT_LIMIT:  # only then can its UTF-8 form exceed the bound
             statement, cut = bound_text(statement, STATEMENT_LIMIT)
             truncated = "true" if cut else "false"
-        text = "".join((
-            '{"time":"', self._stamp, f".{nanos // 1000:06d}Z", self._prefix, _json_str(statement),
-            ',"statement_truncated":', truncated,
-            ',"statement_kind":', "null" if kind is None else _json_word(kind),
-            ',"decision":', "null" if decision is None else _json_word(decision),
-            ',"rows":', "null" if rows is None else str(int(rows)),
-            ',"duration_ms":', "null" if duration_ms is None else _json_float(duration_ms),
-            ',"error_code":', "null" if error_code is None else _json_word(error_code),
-            ',"reason":null}\n',
-        ))  # fmt: skip
+        # One f-string (a single BUILD_STRING): this runs once per statement of every session.
+        text = (
+            f'{{"time":"{self._stamp}.{nanos // 1000:06d}Z{self._prefix}{_json_str(statement)}'
+            f',"statement_truncated":{truncated}'
+            f',"statement_kind":{"null" if kind is None else _json_word(kind)}'
+            f',"decision":{"null" if decision is None else _json_word(decision)}'
+            f',"rows":{"null" if rows is None else int(rows)}'
+            f',"duration_ms":{"null" if duration_ms is None else _json_float(duration_ms)}'
+            f',"error_code":{"null" if error_code is None else _json_word(error_code)}'
+            ',"reason":null}\n'
+        )
         return self._date, text.encode("utf-8", "surrogatepass")
 
 
