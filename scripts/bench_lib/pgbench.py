@@ -41,6 +41,10 @@ class Load:
     clients: int
     threads: int
     seconds: int
+    # pgbench -R: a fixed offered load in transactions per second, the same on every route. Then TPS
+    # says nothing (every route that keeps up shows the rate); what compares is the CPU per transaction
+    # of the process in the path, measured at equal load instead of at each route's own saturation.
+    rate: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +59,10 @@ class PgbenchRunner:
         if workload.script is not None:
             args += ["-f", str(self._script_file(workload))]
         load = self.load
-        args += ["-c", str(load.clients), "-j", str(load.threads), "-T", str(load.seconds), route.dsn()]
+        args += ["-c", str(load.clients), "-j", str(load.threads), "-T", str(load.seconds)]
+        if load.rate is not None:
+            args += ["-R", str(load.rate)]
+        args.append(route.dsn())
         return args
 
     def run(self, workload: Workload, route: Route) -> PgbenchResult:

@@ -31,7 +31,9 @@ class TargetCheck:
     measure: str = "TPS"
     about: str = ""
 
-    def evaluate(self, results: list[PgbenchResult]) -> dict[str, Any]:
+    def evaluate(self, results: list[PgbenchResult], *, fixed_rate: bool = False) -> dict[str, Any]:
+        """``fixed_rate``: the runs offered the same load (pgbench -R), so the TPS ratio cannot judge a
+        throughput target; the verdict says so and the CPU ratio is the figure to read."""
         per_round = paired_ratios(results, self.workload, self.route, self.baseline)
         ratio = statistics.median(per_round) if per_round else None
         cpu_rounds = paired_cpu_ratios(results, self.workload, self.route, self.baseline)
@@ -39,6 +41,8 @@ class TargetCheck:
             verdict = f"not measured (needs {self.route} and {self.baseline} on {self.workload})"
         elif self.minimum is None:
             verdict = "reported"
+        elif fixed_rate:
+            verdict = "no verdict at a fixed rate (read the CPU ratio)"
         else:
             verdict = "MET" if ratio >= self.minimum else "NOT MET"
         return {**asdict(self), "ratio": ratio, "per_round": per_round, "verdict": verdict,
@@ -73,7 +77,8 @@ def targets_table(evaluated: list[dict[str, Any]]) -> str:
     header = ("target", "ratio", "per round", "cost", "CPU ratio", "verdict")
     rows: list[tuple[str, ...]] = [header]
     for t in evaluated:
-        goal = f" (>= {t['minimum']:.2f})" if t["minimum"] is not None and t["ratio"] is not None else ""
+        judged = t["verdict"] in ("MET", "NOT MET")
+        goal = f" (>= {t['minimum']:.2f})" if judged and t["minimum"] is not None else ""
         rows.append((
             f"{t['name']}: {t['route']} / {t['baseline']} {t['measure']} on {t['workload']}",
             _num(t["ratio"], 2),
