@@ -1,9 +1,9 @@
 """The sans-I/O session recorder: events in, sealed chunks and an unsigned manifest out.
 
 Theory of operation. The proxy calls ``record_bytes`` for every read it relays (in both directions, as
-the bytes crossed the agent-side wire) and ``record_decision`` for every decision. Each call appends an
-event with the next sequence number to the pending list. A chunk is cut when the pending events reach
-``chunk_size`` encoded bytes (the call that crossed the threshold returns it), when ``poll(now)`` finds
+the bytes crossed the agent-side wire) and ``record_decision`` for every decision. Each call encodes an
+event with the next sequence number into the pending buffer (the recorder keeps no reference to what it
+was given). A chunk is cut when the pending events reach ``chunk_size`` encoded bytes (the call that crossed the threshold returns it), when ``poll(now)`` finds
 the oldest pending event older than ``flush_interval_ns`` (buffered mode), or when the caller forces it
 with ``take_chunk_now()`` (strict mode: the statement's event must be durable before it is forwarded).
 Each chunk carries the SHA-256 of the one before, so the chunks form a hash chain whose head goes into
