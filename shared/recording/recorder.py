@@ -3,11 +3,12 @@
 Theory of operation. The proxy calls ``record_bytes`` for every read it relays (in both directions, as
 the bytes crossed the agent-side wire) and ``record_decision`` for every decision. Each call encodes an
 event with the next sequence number into the pending buffer (the recorder keeps no reference to what it
-was given). A chunk is cut when the pending events reach ``chunk_size`` encoded bytes (the call that crossed the threshold returns it), when ``poll(now)`` finds
-the oldest pending event older than ``flush_interval_ns`` (buffered mode), or when the caller forces it
-with ``take_chunk_now()`` (strict mode: the statement's event must be durable before it is forwarded).
-Each chunk carries the SHA-256 of the one before, so the chunks form a hash chain whose head goes into
-the manifest that ``seal`` returns. The recorder does no I/O: shipping chunks is the uploader's job.
+was given). A chunk is cut when the pending events reach ``chunk_size`` encoded bytes (the call that
+crossed the threshold returns it), when ``poll(now)`` finds the oldest pending event older than
+``flush_interval_ns`` (buffered mode), or when the caller forces it with ``take_chunk_now()`` (strict
+mode: the statement's event must be durable before it is forwarded). Each chunk carries the SHA-256
+of the one before, so the chunks form a hash chain whose head goes into the manifest that ``seal``
+returns. The recorder does no I/O: shipping chunks is the uploader's job.
 """
 
 from __future__ import annotations
