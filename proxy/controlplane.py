@@ -29,17 +29,25 @@ class ControlPlaneClient:
     def __init__(self, authorize_function: str, timeout: float) -> None:
         self._function = authorize_function
         self._timeout = timeout
-        self._local = threading.local()
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Create the Lambda client now (start-up, before ``gc.freeze``), not on the first connection."""
+        self._lambda()
 
     def _lambda(self) -> Any:
-        # boto3 clients are thread-safe, but creating one is not; one per worker thread is simplest.
-        client = getattr(self._local, "client", None)
+        # One client for every worker thread: boto3 clients are thread-safe once made, but making one
+        # is not, hence the lock (held only the first time).
+        client = self._client
         if client is None:
-            config = Config(
-                connect_timeout=self._timeout, read_timeout=self._timeout, retries={"max_attempts": 2}
-            )
-            client = boto3.session.Session().client("lambda", config=config)
-            self._local.client = client
+            with self._lock:
+                if self._client is None:
+                    config = Config(
+                        connect_timeout=self._timeout, read_timeout=self._timeout, retries={"max_attempts": 2}
+                    )
+                    self._client = boto3.session.Session().client("lambda", config=config)
+                client = self._client
         return client
 
     def _invoke(self, payload: bytes) -> bytes:

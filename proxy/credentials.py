@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +29,17 @@ class CredentialCache:
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[float, str]] = {}
         self._client: Any = None
+        self._lock = threading.Lock()  # creating a boto3 client is not thread-safe
+
+    def warm(self) -> None:
+        """Create the Secrets Manager client now (start-up, before ``gc.freeze``)."""
+        with self._lock:
+            if self._client is None:
+                self._client = boto3.session.Session().client("secretsmanager")
 
     def _fetch(self, secret_id: str) -> str:
         try:
-            if self._client is None:
-                self._client = boto3.session.Session().client("secretsmanager")
+            self.warm()
             return str(self._client.get_secret_value(SecretId=secret_id)["SecretString"])
         except Exception as e:  # any failure means no secret: fail closed
             raise CredentialError(f"cannot read secret {secret_id!r}: {type(e).__name__}") from e

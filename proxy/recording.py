@@ -170,12 +170,13 @@ class RecordingServices:
     ) -> RecordingServices:
         cp = control_plane or control_plane_settings()
         rs = settings or RecordingSettings()
+        store = ChunkStore(cp.sessions_bucket)
         return cls(
             settings=rs,
-            store=ChunkStore(cp.sessions_bucket),
+            store=store,
             index=DynamoSessionIndex(cp),
             audit=AuditWriter(
-                s3_put_object(cp.sessions_bucket),
+                s3_put_object(cp.sessions_bucket, client_factory=lambda: store.client),  # one S3 client
                 proxy_id=proxy_id,
                 batch_bytes=rs.audit_batch_bytes,
                 flush_interval=rs.audit_flush_interval,
@@ -183,6 +184,17 @@ class RecordingServices:
             ),
             signer=KmsSigner(cp.signing_key_id, message_type=rs.signing_message_type),
         )
+
+    def warm(self) -> None:
+        """Create the S3, DynamoDB and KMS clients now. The proxy calls this at start-up, before
+        ``gc.freeze()``: created at the first session instead, their service models (tens of thousands
+        of objects) would be scanned by every full collection, a pause of tens of milliseconds in every
+        session's relay."""
+        _ = self.store.client
+        if isinstance(self.index, DynamoSessionIndex):
+            self.index.warm()
+        if isinstance(self.signer, KmsSigner):
+            _ = self.signer.client
 
     def start(self) -> None:
         """Start the audit writer's timer (call once, on the proxy's event loop)."""

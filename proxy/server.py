@@ -107,9 +107,18 @@ class ProxyServer:
             self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.read_size
         )
         self.recording.start()
+        self.warm()
         if self.settings.health_port is not None:
             await self._start_health()
         log.info("airlock proxy listening on %s:%d", self.settings.listen_host, self.port)
+
+    def warm(self) -> None:
+        """Create every AWS client the sessions will use (Lambda, Secrets Manager, S3, DynamoDB, KMS)
+        while starting, so that ``gc.freeze()`` after start-up covers their service models. Making a
+        client reads local files only; no request is sent."""
+        self.control_plane.warm()
+        self.credentials.warm()
+        self.recording.warm()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = PgSession(self, reader, writer)

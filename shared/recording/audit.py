@@ -172,15 +172,18 @@ def audit_key(date: str, proxy_id: str, token: str, seq: int) -> str:
 PutObject = Callable[[str, bytes], None]
 
 
-def s3_put_object(bucket: str, client: Any = None) -> PutObject:
-    """A ``PutObject`` writing to ``bucket`` once per key (the bucket's default retention applies)."""
+def s3_put_object(bucket: str, client: Any = None, *, client_factory: Callable[[], Any] | None = None) -> PutObject:
+    """A ``PutObject`` writing to ``bucket`` once per key (the bucket's default retention applies).
+
+    The S3 client is ``client``, else made by ``client_factory`` (default ``store.s3_client``) at the
+    first put."""
     state: dict[str, Any] = {"client": client}
 
     def put(key: str, body: bytes) -> None:
         if state["client"] is None:
             from .store import s3_client
 
-            state["client"] = s3_client()
+            state["client"] = (client_factory or s3_client)()
         state["client"].put_object(
             Bucket=bucket,
             Key=key,

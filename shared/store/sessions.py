@@ -192,6 +192,11 @@ class DynamoSessionIndex:
     def __init__(self, settings: ControlPlaneSettings) -> None:
         self._m = _bind(_SessionItem, settings.sessions_table, settings.region)
 
+    def warm(self) -> None:
+        """Create the DynamoDB client now rather than at the first write (a long-lived process calls
+        this at start-up, so the client's service model is frozen out of the garbage collector)."""
+        self._m._get_connection().connection.client  # noqa: B018 - the property creates the client
+
     def open(self, record: SessionRecord) -> None:
         self._put(record, "opening session")
 
