@@ -39,7 +39,8 @@ class CredentialCache:
 
     def _fetch(self, secret_id: str) -> str:
         try:
-            self.warm()
+            if self._client is None:
+                self.warm()
             return str(self._client.get_secret_value(SecretId=secret_id)["SecretString"])
         except Exception as e:  # any failure means no secret: fail closed
             raise CredentialError(f"cannot read secret {secret_id!r}: {type(e).__name__}") from e

@@ -103,11 +103,11 @@ class ProxyServer:
         if self.settings.disabled_layers:
             log.warning("UNSAFE: %s disabled for every session of this proxy (diagnostics/benchmarks only)",
                         ", ".join(self.settings.disabled_layers))
+        self.warm()  # before the port opens: the first agent never waits for a client to be built
         self._server = await asyncio.start_server(
             self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.read_size
         )
         self.recording.start()
-        self.warm()
         if self.settings.health_port is not None:
             await self._start_health()
         log.info("airlock proxy listening on %s:%d", self.settings.listen_host, self.port)
