@@ -100,6 +100,10 @@ class Endpoint(asyncio.Protocol):
         if not self._holds and not self.lost and not self.transport.is_closing():
             self.transport.resume_reading()
 
+    def handle_with(self, on_data: DataHandler) -> None:
+        """From now on, bytes read on this side go to ``on_data`` (the session changed how it relays)."""
+        self._on_data = on_data
+
     def holding(self, reason: str) -> bool:
         return reason in self._holds
 

@@ -56,6 +56,8 @@ from shared.session.relay import (
     Relay,
     RelayEvent,
     StatementEvent,
+    count_agent,
+    count_backend,
     with_protections,
 )
 
@@ -456,12 +458,24 @@ class PgSession:
             "backend", backend.writer.transport, self._from_backend, self._lost, self._finish
         )
         agent.peer, server.peer = server, agent
+        self._choose_path()
         self._relaying = True
         self._tasks.append(loop.create_task(self._renew(), name=f"{self.session_id}-renew"))
         high = self.settings.write_high_water
         server.attach(backend.messages.framer.take_pending() + take_buffered(backend.reader), write_high_water=high)
         agent.attach(take_buffered(self.reader), write_high_water=high)
         await self._done
+
+    def _choose_path(self) -> None:
+        """A session nothing inspects (``PassthroughRelay``: no recording, guardrails or masking) takes the
+        short path: frame, count, forward, without the relay's ``Output``. Called again whenever the relay
+        changes (a policy with guardrails or masking at renewal brings the full path back)."""
+        if isinstance(self.relay, PassthroughRelay):
+            self.agent_side.handle_with(self._agent_passthrough)
+            self.backend_side.handle_with(self._backend_passthrough)
+        else:
+            self.agent_side.handle_with(self._from_agent)
+            self.backend_side.handle_with(self._from_backend)
 
     def _finish(self, error: BaseException | None = None) -> None:
         """The relay is over (a side closed, a violation was answered, the agent said Terminate)."""
@@ -551,6 +565,23 @@ class PgSession:
             return
         self._check_recording(self.agent_side)
 
+    def _agent_passthrough(self, data: bytes) -> None:
+        """``_from_agent`` for a pass-through session (no recording, so no strict backlog either)."""
+        self.bytes_in += len(data)
+        try:
+            chunk, frames = self._agent_framer.feed(data)
+        except ProtocolViolation as e:
+            self._agent_violation(e)
+            return
+        if not frames:
+            return
+        requests, terminate = count_agent(frames)
+        self.pending += requests
+        self.backend_side.transport.write(chunk)
+        if terminate:
+            self.end_reason = "agent terminated"
+            self._finish()
+
     def _agent_violation(self, e: ProtocolViolation) -> None:
         self.end_reason = f"protocol violation from agent: {e}"
         log.warning("%s", self.end_reason, extra={"session_id": self.session_id})
@@ -566,18 +597,12 @@ class PgSession:
                 return
             result = self.relay.from_backend(chunk, frames, time.time_ns())
         except ProtocolViolation as e:
-            self.end_reason = f"protocol violation from backend: {e}"
-            log.error("%s", self.end_reason, extra={"session_id": self.session_id})
-            self._fatal_nowait("08P01", f"Airlock: {e}")
-            self._finish()
+            self._backend_violation(e)
             return
         if result.events:
             self._on_events(result.events)
         if result.ready:
-            self.tx_status = result.tx_status
-            self.pending = max(self.pending - result.ready, 0)
-            if not self.pending and self._idle_waiters:
-                self._wake_idle()
+            self._ready(result.ready, result.tx_status)
         to_peer = result.to_peer
         if to_peer:
             # One write (so one TLS record per 16 KiB, not one per masked row) and one recorded event.
@@ -587,6 +612,34 @@ class PgSession:
                 self.recording.proxy_bytes(data)
             self.agent_side.transport.write(data)
             self._check_recording(self.backend_side)
+
+    def _backend_passthrough(self, data: bytes) -> None:
+        """``_from_backend`` for a pass-through session."""
+        try:
+            chunk, frames = self._backend_framer.feed(data)
+        except ProtocolViolation as e:
+            self._backend_violation(e)
+            return
+        if not frames:
+            return
+        ready, status = count_backend(chunk, frames)
+        if ready:
+            self._ready(ready, status)
+        self.bytes_out += len(chunk)
+        self.agent_side.transport.write(chunk)
+
+    def _ready(self, ready: int, tx_status: bytes) -> None:
+        """``ready`` ReadyForQuery messages arrived, the last with ``tx_status``."""
+        self.tx_status = tx_status
+        self.pending = max(self.pending - ready, 0)
+        if not self.pending and self._idle_waiters:
+            self._wake_idle()
+
+    def _backend_violation(self, e: ProtocolViolation) -> None:
+        self.end_reason = f"protocol violation from backend: {e}"
+        log.error("%s", self.end_reason, extra={"session_id": self.session_id})
+        self._fatal_nowait("08P01", f"Airlock: {e}")
+        self._finish()
 
     def _check_recording(self, side: Endpoint) -> None:
         """Buffered recording running ahead of the store: stop reading this side until it catches up."""
@@ -703,6 +756,7 @@ class PgSession:
                         return
                 self.grant = answer.grant
                 self.relay = with_protections(self.relay, self.server.guardrails_for(answer.grant), masker)
+                self._choose_path()
                 if self.recording is not None:
                     self.recording.decision(
                         EventKind.REAUTHORIZATION,

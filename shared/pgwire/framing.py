@@ -64,13 +64,13 @@ class Framer:
         pos = 0
         size = len(data)
         unpack = _LEN.unpack_from
-        allowed = self.allowed
+        allowed, limit, small_types, small_limit = self.allowed, self.limit, self.small_types, self.small_limit
         while size - pos >= 5:
             mtype = data[pos]
             (length,) = unpack(data, pos + 1)
             if allowed is not None and mtype not in allowed:
                 raise ProtocolViolation(f"invalid {self.peer} message type {_show(mtype)}")
-            if length < 4 or length > self.limit or (mtype in self.small_types and length > self.small_limit):
+            if length < 4 or length > limit or (mtype in small_types and length > small_limit):
                 raise ProtocolViolation(f"invalid message length {length} for message type {_show(mtype)}")
             end = pos + 1 + length
             if end > size:
