@@ -154,6 +154,29 @@ class TargetDatabase:
             for table in PGBENCH_TABLES:
                 conn.execute(sql.SQL("GRANT ALL ON {} TO {}").format(sql.Identifier(table), sql.Identifier(role)))
 
+    def prewarm(self, tables: tuple[str, ...]) -> dict[str, int] | None:
+        """Load ``tables`` and their indexes into shared buffers (``pg_prewarm``): what a run measures is the
+        path, not the disk. On a stack that sat idle, the host may have dropped those pages from its cache,
+        and each miss then costs a disk read (17 ms each seen here, against 0.3 ms for a whole cached
+        transaction). Returns the blocks read per relation, or None when the extension is not available."""
+        with self.connect() as conn:
+            available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_prewarm'").fetchone()
+            if available is None:
+                return None
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            rows = conn.execute(
+                """SELECT c.oid::regclass::text, pg_prewarm(c.oid)
+                     FROM pg_class c
+                    WHERE c.oid = ANY(%(tables)s::regclass[])
+                       OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = ANY(%(tables)s::regclass[]))""",
+                {"tables": [t for t in tables if self._exists(conn, t)]},
+            ).fetchall()
+        return {str(name): int(blocks) for name, blocks in rows}
+
+    @staticmethod
+    def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone() == (True,)
+
     def reset_pgbench_tables(self) -> None:
         """What pgbench does before a TPC-B run unless told ``-n``; done here so no route has to own the tables."""
         with self.connect() as conn:
