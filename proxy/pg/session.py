@@ -49,6 +49,8 @@ from shared.pgwire.errors import ProtocolViolation
 from shared.pgwire.framing import Frame, Framer
 from shared.recording.format import EventKind, SessionStatus
 from shared.session.relay import (
+    PASSTHROUGH_AGENT_WATCH,
+    PASSTHROUGH_BACKEND_WATCH,
     DecisionEvent,
     MaskEvent,
     PassthroughRelay,
@@ -56,8 +58,6 @@ from shared.session.relay import (
     Relay,
     RelayEvent,
     StatementEvent,
-    count_agent,
-    count_backend,
     with_protections,
 )
 
@@ -449,8 +449,11 @@ class PgSession:
             small_types=FRONTEND_SMALL,
             small_limit=SMALL_MESSAGE_LIMIT,
             peer="frontend",
+            watch=PASSTHROUGH_AGENT_WATCH,
         )
-        self._backend_framer = Framer(limit=self.settings.max_backend_message, peer="backend")
+        self._backend_framer = Framer(
+            limit=self.settings.max_backend_message, peer="backend", watch=PASSTHROUGH_BACKEND_WATCH
+        )
         for leftover in backend.messages.take_unconsumed():
             self._to_agent(leftover)
         self.agent_side = agent = Endpoint("agent", self.writer.transport, self._from_agent, self._lost, self._finish)
@@ -566,21 +569,27 @@ class PgSession:
         self._check_recording(self.agent_side)
 
     def _agent_passthrough(self, data: bytes) -> None:
-        """``_from_agent`` for a pass-through session (no recording, so no strict backlog either)."""
+        """``_from_agent`` for a pass-through session (no recording, so no strict backlog either).
+
+        The framer counts requests and Terminate together; a Terminate is seen when it is the last of
+        them in the read, as a client sends it. One followed by more requests in the same read is passed
+        on like them, and the backend, which stops at it, ends the session by closing."""
         self.bytes_in += len(data)
         try:
-            chunk, frames = self._agent_framer.feed(data)
+            chunk, watched, last = self._agent_framer.count(data)
         except ProtocolViolation as e:
             self._agent_violation(e)
             return
-        if not frames:
+        if not chunk:
             return
-        requests, terminate = count_agent(frames)
-        self.pending += requests
         self.backend_side.transport.write(chunk)
-        if terminate:
-            self.end_reason = "agent terminated"
-            self._finish()
+        if watched:
+            if chunk[last - 5] == 88:  # 'X' Terminate
+                self.pending += watched - 1
+                self.end_reason = "agent terminated"
+                self._finish()
+                return
+            self.pending += watched
 
     def _agent_violation(self, e: ProtocolViolation) -> None:
         self.end_reason = f"protocol violation from agent: {e}"
@@ -614,17 +623,16 @@ class PgSession:
             self._check_recording(self.backend_side)
 
     def _backend_passthrough(self, data: bytes) -> None:
-        """``_from_backend`` for a pass-through session."""
+        """``_from_backend`` for a pass-through session: the framer counts ReadyForQuery messages."""
         try:
-            chunk, frames = self._backend_framer.feed(data)
+            chunk, ready, last = self._backend_framer.count(data)
         except ProtocolViolation as e:
             self._backend_violation(e)
             return
-        if not frames:
+        if not chunk:
             return
-        ready, status = count_backend(chunk, frames)
         if ready:
-            self._ready(ready, status)
+            self._ready(ready, chunk[last : last + 1])
         self.bytes_out += len(chunk)
         self.agent_side.transport.write(chunk)
 

@@ -588,6 +588,10 @@ def _function_call_statement() -> ClassifiedStatement:
 
 
 _REQUESTS = frozenset(b"QSF")  # each owes exactly one ReadyForQuery
+# What a pass-through relay counts as bytes go by (``Framer(watch=...)``, ``Framer.count``): the agent's
+# requests and Terminate, the backend's ReadyForQuery.
+PASSTHROUGH_AGENT_WATCH = _REQUESTS | {ord("X")}
+PASSTHROUGH_BACKEND_WATCH = frozenset(b"Z")
 _AGENT_HANDLERS = {
     ord("Q"): Relay._on_query,
     ord("P"): Relay._on_parse,

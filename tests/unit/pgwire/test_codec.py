@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.pgwire import framing
 from shared.pgwire import messages as m
 from shared.pgwire.constants import (
     FRONTEND_SMALL,
@@ -19,6 +21,17 @@ from shared.pgwire.constants import (
 )
 from shared.pgwire.errors import ProtocolViolation
 from shared.pgwire.framing import Framer, StartupFramer
+
+
+@pytest.fixture(scope="module", params=["compiled", "python"], autouse=True)
+def scan_impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs against both twins of the framer's loop: the compiled one and pure Python."""
+    if request.param == "compiled" and not framing.COMPILED:
+        pytest.skip("the compiled framer was not built here")
+    saved = framing.scan
+    framing.scan = framing.scan if request.param == "compiled" else framing.scan_py
+    yield request.param
+    framing.scan = saved
 
 STREAM = [
     m.build_query("SELECT 1"),
