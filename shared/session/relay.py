@@ -611,7 +611,8 @@ class PassthroughRelay(Relay):
     ReadyForQuery, ReadyForQuery seen and its transaction status, Terminate). Statements are not tracked:
     with no recording there is nobody to account them to. A guard set later (a policy change at renewal)
     needs the full ``Relay``: the session swaps it in (see ``with_protections``). The proxy's relay loop
-    skips ``Output`` for such a session and calls ``count_agent``/``count_backend`` itself."""
+    does not call these methods for such a session: its framers count the same messages as they frame
+    (``Framer.count`` with ``PASSTHROUGH_*_WATCH``), so no frame list or ``Output`` is built per read."""
 
     def from_agent(self, chunk: bytes, frames: list[Frame], now_ns: int, refuse: Refusal | None = None) -> Output:
         if refuse is not None:
