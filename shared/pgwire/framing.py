@@ -11,7 +11,7 @@ untyped packets of the startup phase (SSLRequest, StartupMessage, CancelRequest)
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from .constants import MAX_STARTUP_PACKET
 from .errors import ProtocolViolation
@@ -19,11 +19,6 @@ from .errors import ProtocolViolation
 _LEN = struct.Struct("!i")
 Frame = tuple[int, int, int]  # (type byte, body start, end) as offsets into the returned chunk
 
-# scan(data, pos, allowed, limit, small, small_limit, frames, watch) -> (end, need, watched, last, error)
-Scan = Callable[
-    [bytes, int, bytes | None, int, bytes | None, int, list[Frame] | None, bytes | None],
-    tuple[int, int, int, int, int],
-]
 BAD_TYPE, BAD_LENGTH = 1, 2
 
 
@@ -70,14 +65,12 @@ def scan_py(
     return pos, need, watched, last, 0
 
 
-_compiled_scan: Scan | None
 try:  # the same loop compiled (shared/pgwire/_framing.c); the pure-Python twin where it was not built
-    from ._framing import scan as _compiled_scan
+    from ._framing import scan
 except ImportError:  # pragma: no cover - depends on the build
-    _compiled_scan = None
+    scan = scan_py
 
-COMPILED = _compiled_scan is not None
-scan: Scan = _compiled_scan if _compiled_scan is not None else scan_py
+COMPILED = scan is not scan_py
 
 
 def type_table(types: Iterable[int] | None) -> bytes | None:

@@ -618,40 +618,20 @@ class PassthroughRelay(Relay):
         if refuse is not None:
             return super().from_agent(chunk, frames, now_ns, refuse)
         out = Output([chunk] if chunk else [])
-        out.requests, out.terminate = count_agent(frames)
+        for mtype, _, _ in frames:
+            if mtype in _REQUESTS:
+                out.requests += 1
+            elif mtype == 88:  # 'X' Terminate
+                out.terminate = True
         return out
 
     def from_backend(self, chunk: bytes, frames: list[Frame], now_ns: int) -> Output:
         out = Output([chunk] if chunk else [])
-        out.ready, status = count_backend(chunk, frames)
-        if out.ready:
-            out.tx_status = status
+        for mtype, start, _ in frames:
+            if mtype == 90:  # 'Z' ReadyForQuery
+                out.ready += 1
+                out.tx_status = chunk[start : start + 1]
         return out
-
-
-def count_agent(frames: list[Frame]) -> tuple[int, bool]:
-    """What a pass-through relay needs of the agent's messages: (requests that each owe a ReadyForQuery,
-    whether a Terminate is among them)."""
-    requests = 0
-    terminate = False
-    for mtype, _, _ in frames:
-        if mtype in _REQUESTS:
-            requests += 1
-        elif mtype == 88:  # 'X' Terminate
-            terminate = True
-    return requests, terminate
-
-
-def count_backend(chunk: bytes, frames: list[Frame]) -> tuple[int, bytes]:
-    """What a pass-through relay needs of the backend's messages: (ReadyForQuery messages, the
-    transaction status of the last one, or b"" when there is none)."""
-    ready = 0
-    status = -1
-    for mtype, start, _ in frames:
-        if mtype == 90:  # 'Z' ReadyForQuery
-            ready += 1
-            status = start
-    return ready, (chunk[status : status + 1] if ready else b"")
 
 
 def with_protections(relay: Relay, guard: GuardrailEngine | None, masker: ResultMasker | None) -> Relay:
