@@ -386,11 +386,10 @@ class SessionRecording:
     def statement(
         self,
         text: str,
-        *,
         kind: str | None = None,
         decision: str = "allow",
         rows: int | None = None,
-        duration_ms: float | None = None,
+        duration_ns: int | None = None,
         error_code: str | None = None,
     ) -> None:
         """Count a statement and write its audit line (call when its outcome is known)."""
@@ -399,7 +398,7 @@ class SessionRecording:
         self._statements += 1
         self.recorder.count_statement()
         self.services.audit.add_line(
-            *self._lines.line(time.time_ns(), text, kind, decision, rows, duration_ms, error_code)
+            *self._lines.line(time.time_ns(), text, kind, decision, rows, duration_ns, error_code)
         )
 
     async def before_forward(self) -> None:

@@ -678,13 +678,13 @@ class PgSession:
         for event in events:
             if isinstance(event, StatementEvent):
                 if recording is not None:
-                    recording.statement(
+                    recording.statement(  # positional: once per statement of every session
                         event.text,
-                        kind=event.kind or None,
-                        decision=event.decision or "allow",
-                        rows=event.rows,
-                        duration_ms=event.duration_ns / 1e6,
-                        error_code=event.error_code,
+                        event.kind or None,
+                        event.decision or "allow",
+                        event.rows,
+                        event.duration_ns,
+                        event.error_code,
                     )
             elif isinstance(event, DecisionEvent) and event.decision.action is not Action.ALLOW:
                 d = event.decision

@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -88,17 +87,22 @@ class StatementLines:
 
     The per-statement path of a busy session: what ``AuditEvent(event="statement", ...).line()`` holds,
     with the same fields, order and bounds (tests check it against the model), for a few string
-    operations per statement instead of a model. The time is given in nanoseconds since the epoch."""
+    operations per statement instead of a model. Times are nanoseconds: the statement's end since the
+    epoch, and its duration, written in milliseconds with six decimals (a JSON number that parses to
+    ``duration_ns / 1e6``, the float the model holds). The fields that repeat from one statement to the
+    next (kind, decision, error code) are encoded once per distinct value."""
 
-    __slots__ = ("_date", "_prefix", "_second", "_stamp")
+    __slots__ = ("_date", "_ends", "_middles", "_prefix", "_second", "_stamp")
 
     def __init__(self, *, session_id: str, identity: str, target: str, database: str, proxy_id: str) -> None:
         who = {"event": "statement", "session_id": session_id, "identity": identity, "target": target,
                "database": database, "proxy_id": proxy_id}  # fmt: skip
         # Everything between the time and the statement, in the model's field order.
-        self._prefix = '",' + json.dumps(who, ensure_ascii=False, separators=(",", ":"))[1:-1] + ',"statement":'
+        self._prefix = 'Z",' + json.dumps(who, ensure_ascii=False, separators=(",", ":"))[1:-1] + ',"statement":'
         self._second = -1
         self._stamp = self._date = ""
+        self._middles: dict[tuple[str | None, str | None, bool], str] = {}
+        self._ends: dict[str | None, str] = {}
 
     def line(
         self,
@@ -107,53 +111,53 @@ class StatementLines:
         kind: str | None,
         decision: str | None,
         rows: int | None,
-        duration_ms: float | None,
+        duration_ns: int | None,
         error_code: str | None,
     ) -> tuple[str, bytes]:
-        second, nanos = divmod(time_ns, 1_000_000_000)
+        """The UTC date (the line's partition) and the line."""
+        second = time_ns // 1_000_000_000
         if second != self._second:
             moment = datetime.fromtimestamp(second, UTC)
-            self._stamp, self._date = moment.strftime("%Y-%m-%dT%H:%M:%S"), moment.date().isoformat()
+            self._stamp = moment.strftime('{"time":"%Y-%m-%dT%H:%M:%S.')
+            self._date = moment.date().isoformat()
             self._second = second
-        truncated = "false"
+        truncated = False
         if len(statement) * 4 > STATEMENT_LIMIT:  # only then can its UTF-8 form exceed the bound
-            statement, cut = bound_text(statement, STATEMENT_LIMIT)
-            truncated = "true" if cut else "false"
+            statement, truncated = bound_text(statement, STATEMENT_LIMIT)
+        middle = self._middles.get((kind, decision, truncated)) or self._middle(kind, decision, truncated)
+        end = self._ends.get(error_code) or self._end(error_code)
+        if duration_ns is None:
+            duration = "null"
+        else:
+            ms, ns = divmod(int(duration_ns), 1_000_000)
+            duration = f"{ms}.{str(1_000_000 + ns)[1:]}"  # six decimals, without a format spec's parsing
         # One f-string (a single BUILD_STRING): this runs once per statement of every session.
         text = (
-            f'{{"time":"{self._stamp}.{nanos // 1000:06d}Z{self._prefix}{_json_str(statement)}'
-            f',"statement_truncated":{truncated}'
-            f',"statement_kind":{"null" if kind is None else _json_word(kind)}'
-            f',"decision":{"null" if decision is None else _json_word(decision)}'
-            f',"rows":{"null" if rows is None else int(rows)}'
-            f',"duration_ms":{"null" if duration_ms is None else _json_float(duration_ms)}'
-            f',"error_code":{"null" if error_code is None else _json_word(error_code)}'
-            ',"reason":null}\n'
+            f"{self._stamp}{str(1_000_000 + time_ns // 1000 % 1_000_000)[1:]}{self._prefix}{_json_str(statement)}"
+            f'{middle}{"null" if rows is None else int(rows)},"duration_ms":{duration}{end}'
         )
         return self._date, text.encode("utf-8", "surrogatepass")
 
+    def _middle(self, kind: str | None, decision: str | None, truncated: bool) -> str:
+        middle = (
+            f',"statement_truncated":{"true" if truncated else "false"}'
+            f',"statement_kind":{"null" if kind is None else _json_str(kind)}'
+            f',"decision":{"null" if decision is None else _json_str(decision)},"rows":'
+        )
+        if len(self._middles) < _REMEMBERED:
+            self._middles[(kind, decision, truncated)] = middle
+        return middle
 
-_json = json.JSONEncoder(ensure_ascii=False).encode
-# The same encodings without JSONEncoder.encode's dispatch (a float even goes through iterencode):
-# a str as json.dumps(ensure_ascii=False) writes it, and the few words of kinds, decisions and SQLSTATEs
-# remembered once encoded.
+    def _end(self, error_code: str | None) -> str:
+        end = f',"error_code":{"null" if error_code is None else _json_str(error_code)},"reason":null}}\n'
+        if len(self._ends) < _REMEMBERED:
+            self._ends[error_code] = end
+        return end
+
+
+_REMEMBERED: Final = 256  # distinct encoded fragments a session keeps (kinds x decisions, error codes)
+# A str as json.dumps(ensure_ascii=False) writes it, without JSONEncoder.encode's dispatch.
 _json_str: Callable[[str], str] = json.encoder.encode_basestring
-_WORDS: dict[str, str] = {}
-
-
-def _json_word(word: str) -> str:
-    encoded = _WORDS.get(word)
-    if encoded is None:
-        encoded = _json_str(word)
-        if len(_WORDS) < 4096:
-            _WORDS[word] = encoded
-    return encoded
-
-
-def _json_float(value: float) -> str:
-    """A float as JSONEncoder writes it: repr for finite values (NaN and infinities as it spells them)."""
-    value = float(value)
-    return repr(value) if math.isfinite(value) else _json(value)
 
 
 def bound_text(text: str, limit: int) -> tuple[str, bool]:
@@ -226,6 +230,12 @@ class AuditWriter:
         self._lines: dict[str, bytearray] = {}
         self._open_bytes = 0
         self._opened_at: float | None = None
+        # add_line's fast path: the batch the last line went to, and how much more it may take before a
+        # cut or the memory bound (0: take the full path). Only uploads finishing make more room, so a
+        # stale value is only ever too small.
+        self._date: str | None = None
+        self._batch = bytearray()
+        self._room = 0
         self._queue: deque[tuple[str, bytes]] = deque()  # (key, body) waiting to upload
         self._queued_bytes = 0
         self._seq = 0
@@ -245,7 +255,18 @@ class AuditWriter:
         self.add_line(event.date, event.line())
 
     def add_line(self, date: str, line: bytes) -> None:
-        """``add`` for a line made by ``StatementLines``."""
+        """``add`` for a line made by ``StatementLines`` (``date`` is the line's UTC date)."""
+        size = len(line)
+        if size < self._room and date == self._date:
+            # The common case, once per statement: the open batch of that date takes the line, and
+            # neither the batch size nor the memory bound is reached (``_room`` is the lesser margin).
+            self._batch += line
+            self._open_bytes += size
+            self._room -= size
+            return
+        self._add_line(date, line)
+
+    def _add_line(self, date: str, line: bytes) -> None:
         if self.buffered_bytes + len(line) > self.max_buffered_bytes:
             if self.dropped == 0 or self.dropped % 1000 == 0:
                 log.error(
@@ -265,6 +286,9 @@ class AuditWriter:
             self._opened_at = self._now()
         if self._open_bytes >= self.batch_bytes:
             self._cut()
+        else:
+            self._date, self._batch = date, batch
+            self._room = min(self.batch_bytes - self._open_bytes, self.max_buffered_bytes - self.buffered_bytes)
 
     def poll(self) -> None:
         """The time-based flush: hand the open batch to the uploader once it is ``flush_interval`` old."""
@@ -314,6 +338,7 @@ class AuditWriter:
         self._lines = {}
         self._open_bytes = 0
         self._opened_at = None
+        self._date, self._batch, self._room = None, bytearray(), 0
         if self._wakeup is None or self._idle is None:
             self._wakeup, self._idle = asyncio.Event(), asyncio.Event()
         self._idle.clear()

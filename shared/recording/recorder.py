@@ -40,6 +40,7 @@ from .format import (
 )
 
 _PACK_HEADER: Final = EVENT_HEADER.pack
+_WIRE: Final = int(EventKind.WIRE)
 # 4 MiB: few puts for bulk results (each costs milliseconds of client CPU whatever its size; at 1 MiB a
 # 70 MB/s result stream spent a quarter of a CPU on them), still small enough to retry cheaply.
 DEFAULT_CHUNK_SIZE: Final = 4 << 20
@@ -145,9 +146,22 @@ class SessionRecorder:
         self, direction: Literal[Direction.AGENT_TO_PROXY, Direction.PROXY_TO_AGENT], data: bytes
     ) -> SealedChunk | None:
         """``record_bytes(direction, data)`` for relayed bytes (not empty, kind WIRE, now): the per-read
-        path, without the checks its callers' types already make."""
-        self._bytes[direction] += len(data)
-        return self._append(direction, EventKind.WIRE, data, None)
+        path, without the checks its callers' types already make. ``_append`` written out, since this
+        runs twice per statement of every session."""
+        if self._sealed:
+            raise RecorderClosed("event recorded after the session was sealed")
+        size = len(data)
+        self._bytes[direction] += size
+        seq = self._next_seq
+        pending = self._pending
+        if not pending:
+            self._pending_first = (seq, self._clock())
+            pending += _PACK_HEADER(seq, self._pending_first[1], direction, _WIRE, size)
+        else:
+            pending += _PACK_HEADER(seq, self._clock(), direction, _WIRE, size)
+        pending += data
+        self._next_seq = seq + 1
+        return self.take_chunk_now() if len(pending) >= self.chunk_size else None
 
     def record_auth_bytes(self, data: bytes, *, now_ns: int | None = None) -> SealedChunk | None:
         """Record agent->proxy bytes of the startup/auth phase with passwords and tokens redacted."""

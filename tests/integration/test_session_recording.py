@@ -302,7 +302,7 @@ def test_recording_end_to_end_verifies(
         rec.proxy_bytes(m.build_authentication(0) + m.build_ready_for_query(b"I"))
         for i in range(5):
             rec.agent_bytes(m.build_query(f"select {i}"))
-            rec.statement(f"select {i}", kind="select", rows=1, duration_ms=0.4)
+            rec.statement(f"select {i}", kind="select", rows=1, duration_ns=400_000)
             rec.proxy_bytes(m.frame(b"C", b"SELECT 1\0") + m.build_ready_for_query(b"I"))
         rec.decision(EventKind.BLOCK, {"statement": "drop table x", "reason": "ddl denied", "sqlstate": "42501"})
         await asyncio.sleep(0.5)  # a heartbeat and a time-based flush
