@@ -73,6 +73,7 @@ class PgbenchResult:
     steal_pct: float | None = None  # share of the machine's CPU time the hypervisor took during the run
     path_ctx_switches: int | None = None  # of the path's processes during the run
     path_minor_faults: int | None = None
+    discarded: str | None = None  # why the run was left out of every figure (set by the steal gate)
 
     @property
     def cpu_us_per_tx(self) -> float | None:
