@@ -56,6 +56,22 @@ def test_relayed_bytes_are_copied_in_not_kept() -> None:
     assert [e.payload for e in decode_chunk(chunk.data).events] == reads
 
 
+@given(
+    st.lists(st.tuples(st.sampled_from([A2P, P2A]), st.binary(min_size=1, max_size=300)), max_size=40),
+    st.integers(min_value=64, max_value=2000),
+)
+def test_record_wire_encodes_exactly_as_record_bytes(reads: list[tuple[Direction, bytes]], chunk_size: int) -> None:
+    """The per-read path writes its events itself: same events, times, cuts and counts as the general one."""
+    wire, general = (SessionRecorder(meta(), chunk_size=chunk_size, clock=FakeClock()) for _ in range(2))
+    cut_wire = [rec.data for d, data in reads if (rec := wire.record_wire(d, data)) is not None]  # type: ignore[arg-type]
+    cut_general = [rec.data for d, data in reads if (rec := general.record_bytes(d, data)) is not None]
+    assert cut_wire == cut_general
+    sealed_wire, sealed_general = wire.seal(SessionStatus.CLOSED), general.seal(SessionStatus.CLOSED)
+    tails = [s.last_chunk.data if s.last_chunk else None for s in (sealed_wire, sealed_general)]
+    assert tails[0] == tails[1]
+    assert sealed_wire.manifest.counts == sealed_general.manifest.counts
+
+
 def test_time_based_flush() -> None:
     rec = SessionRecorder(meta(), flush_interval_ns=1_000_000, clock=FakeClock())
     assert rec.poll(T0) is None  # nothing pending
