@@ -150,10 +150,7 @@ class Framer:
         )
         if error:
             self._reject(data, end, error)
-        if end < len(data):  # _cut, written out: this runs for every read of a pass-through session
-            self._pending += memoryview(data)[end:]
-            return data[:end], watched, last
-        return data, watched, last
+        return self._cut(data, end), watched, last
 
     def _cut(self, data: bytes, end: int) -> bytes:
         if end < len(data):
