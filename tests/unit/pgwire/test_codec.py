@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pgwire_helpers import require_compiled
 
 from shared.pgwire import framing
 from shared.pgwire import messages as m
@@ -26,8 +27,8 @@ from shared.pgwire.framing import Framer, StartupFramer
 @pytest.fixture(scope="module", params=["compiled", "python"], autouse=True)
 def scan_impl(request: pytest.FixtureRequest) -> Iterator[str]:
     """Every test here runs against both twins of the framer's loop: the compiled one and pure Python."""
-    if request.param == "compiled" and not framing.COMPILED:
-        pytest.skip("the compiled framer was not built here")
+    if request.param == "compiled":
+        require_compiled()
     saved = framing.scan
     framing.scan = framing.scan if request.param == "compiled" else framing.scan_py
     yield request.param

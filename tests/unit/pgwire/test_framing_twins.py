@@ -8,6 +8,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pgwire_helpers import require_compiled
 
 from shared.pgwire import framing
 from shared.pgwire import messages as m
@@ -15,7 +16,11 @@ from shared.pgwire.constants import FRONTEND_SMALL, FRONTEND_TYPES, SMALL_MESSAG
 from shared.pgwire.errors import ProtocolViolation
 from shared.pgwire.framing import Framer, scan_py, type_table
 
-compiled = pytest.mark.skipif(not framing.COMPILED, reason="the compiled framer was not built here")
+
+@pytest.fixture
+def compiled() -> None:
+    require_compiled()
+
 
 # Streams that are mostly well-formed: a type byte, a plausible length, a body; sometimes wrong.
 message = st.builds(
@@ -27,7 +32,7 @@ message = st.builds(
 tables = st.one_of(st.none(), st.sets(st.integers(0, 255), max_size=20).map(type_table))
 
 
-@compiled
+@pytest.mark.usefixtures("compiled")
 @settings(max_examples=500)
 @given(
     st.lists(message, max_size=12).map(b"".join) | st.binary(max_size=200),
@@ -57,7 +62,7 @@ def test_the_twins_agree(
     assert frames_c == frames_py
 
 
-@compiled
+@pytest.mark.usefixtures("compiled")
 def test_the_compiled_twin_rejects_what_it_cannot_read() -> None:
     with pytest.raises(TypeError):
         framing.scan(bytearray(b"Q"), 0, None, 10, None, 0, None, None)  # type: ignore[arg-type]
@@ -69,8 +74,8 @@ def test_the_compiled_twin_rejects_what_it_cannot_read() -> None:
 
 @pytest.mark.parametrize("impl", ["compiled", "python"])
 def test_count_sees_requests_and_terminate_across_any_split(impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    if impl == "compiled" and not framing.COMPILED:
-        pytest.skip("the compiled framer was not built here")
+    if impl == "compiled":
+        require_compiled()
     if impl == "python":
         monkeypatch.setattr(framing, "scan", scan_py)
     stream = b"".join(
