@@ -129,8 +129,9 @@ class StatementLines:
         if duration_ns is None:
             duration = "null"
         else:
-            ms, ns = divmod(int(duration_ns), 1_000_000)
-            duration = f"{ms}.{str(1_000_000 + ns)[1:]}"  # six decimals, without a format spec's parsing
+            ms, ns = divmod(abs(int(duration_ns)), 1_000_000)
+            # Six decimals, without a format spec's parsing; the sign apart, since divmod floors.
+            duration = f"{'-' if duration_ns < 0 else ''}{ms}.{str(1_000_000 + ns)[1:]}"
         # One f-string (a single BUILD_STRING): this runs once per statement of every session.
         text = (
             f"{self._stamp}{str(1_000_000 + time_ns // 1000 % 1_000_000)[1:]}{self._prefix}{_json_str(statement)}"

@@ -18,7 +18,7 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
     kind=st.one_of(st.none(), TEXT),
     decision=st.one_of(st.none(), st.sampled_from(["allow", "deny", "refuse"])),
     rows=st.one_of(st.none(), st.integers(min_value=0, max_value=10**12)),
-    duration=st.one_of(st.none(), st.integers(min_value=0, max_value=2**53 - 1)),  # ns
+    duration=st.one_of(st.none(), st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)),  # ns
     code=st.one_of(st.none(), st.sampled_from(["42501", "57014", "25P02"])),
     nanos=st.integers(min_value=0, max_value=10**9 - 1),
     identity=TEXT,
