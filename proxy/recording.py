@@ -43,10 +43,9 @@ from typing import Any, Final, Literal, TypedDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.config import ControlPlaneSettings, control_plane_settings
-from shared.recording.audit import AuditEvent, AuditWriter, StatementLines, s3_put_object
+from shared.recording.audit import STATEMENT_LIMIT, AuditEvent, AuditWriter, StatementLines, s3_put_object
 from shared.recording.format import (
     MANIFEST_NAME,
-    Direction,
     EventKind,
     Manifest,
     SessionMeta,
@@ -59,6 +58,7 @@ from shared.recording.recorder import DEFAULT_CHUNK_SIZE, SealedChunk, SessionRe
 from shared.recording.signing import KmsSigner, ManifestSigner, SigningError, sign_manifest
 from shared.recording.store import ChunkStore, RecordingStoreError
 from shared.recording.sweeper import datetime_ns, manifest_counters
+from shared.recording.tape import StatementCall
 from shared.recording.uploader import ChunkUploader, RecordingUnavailable, backoff_delay
 from shared.store.base import StoreError
 from shared.store.sessions import (
@@ -73,8 +73,6 @@ from shared.store.sessions import (
 
 log = logging.getLogger(__name__)
 
-_AGENT: Final = Direction.AGENT_TO_PROXY
-_PROXY: Final = Direction.PROXY_TO_AGENT
 
 Mode = Literal["buffered", "strict"]
 _MAX_RETRY_DELAY: Final = 10.0
@@ -142,9 +140,15 @@ class SessionStart:
 
     def who(self) -> SessionWho:
         """The fields every record of this session repeats (recording meta, index item, audit)."""
-        return {"session_id": self.session_id, "identity": self.identity, "target": self.target,
-                "database": self.database, "client_addr": self.client_addr, "proxy_id": self.proxy_id,
-                "policy_version": self.policy_version}
+        return {
+            "session_id": self.session_id,
+            "identity": self.identity,
+            "target": self.target,
+            "database": self.database,
+            "client_addr": self.client_addr,
+            "proxy_id": self.proxy_id,
+            "policy_version": self.policy_version,
+        }
 
 
 @dataclass(eq=False)
@@ -266,12 +270,27 @@ class SessionRecording:
         # reads this attribute after each read instead of asking the uploader.
         self.backlogged = False
         self.sealed = False  # the manifest is in S3 and the index item finalised
-        self._bytes = [0, 0]
-        self._statements = 0
         self._lines = StatementLines(
-            session_id=start.session_id, identity=start.identity, target=start.target, database=start.database,
+            session_id=start.session_id,
+            identity=start.identity,
+            target=start.target,
+            database=start.database,
             proxy_id=start.proxy_id,
         )
+        # The relay's calls, once per read and once per statement of every session, go straight to the
+        # recorder's tape (compiled where it was built; shared/recording/tape.py). Once the recording
+        # is sealed, the tape ignores them: a FATAL written while the session winds down cannot be
+        # part of a sealed recording.
+        tape = self.recorder.tape
+        tape.on_full = self._chunk_full
+        tape.lines(self._lines.encoded_prefix(), STATEMENT_LIMIT, services.audit.add_line, self._lines.line)
+        # Bytes read from the agent, as they were relayed.
+        self.agent_bytes: Callable[[bytes], None] = tape.agent
+        # Bytes written to the agent (after masking), including anything the proxy itself sent.
+        self.proxy_bytes: Callable[[bytes], None] = tape.proxy
+        # statement(text, kind=None, decision="allow", rows=None, duration_ns=None, error_code=None):
+        # count a statement and write its audit line (call when its outcome is known).
+        self.statement: StatementCall = tape.statement
         self._indexed = False
         self._closing: asyncio.Task[bool] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -347,24 +366,11 @@ class SessionRecording:
     def auth_bytes(self, data: bytes) -> None:
         """Agent->proxy bytes of the start-up/auth phase (pass whole messages: secrets are redacted)."""
         if data and self._recording:
-            self._bytes[Direction.AGENT_TO_PROXY] += len(data)
             self._ship(self.recorder.record_auth_bytes(data))
 
-    def agent_bytes(self, data: bytes) -> None:
-        """Bytes read from the agent, as they were relayed."""
-        if data and (self._closing is None or self._recording):
-            self._bytes[_AGENT] += len(data)
-            chunk = self.recorder.record_wire(_AGENT, data)
-            if chunk is not None:
-                self._ship(chunk)
-
-    def proxy_bytes(self, data: bytes) -> None:
-        """Bytes written to the agent (after masking), including anything the proxy itself sent."""
-        if data and (self._closing is None or self._recording):
-            self._bytes[_PROXY] += len(data)
-            chunk = self.recorder.record_wire(_PROXY, data)
-            if chunk is not None:
-                self._ship(chunk)
+    def _chunk_full(self) -> None:
+        """The tape's pending events reached a chunk: cut it and queue it for the store."""
+        self._ship(self.recorder.take_chunk_now())
 
     def decision(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
         """Record a decision (BLOCK, HOLD, APPROVAL, MASK_COUNTS, ...) and write its audit line."""
@@ -381,24 +387,6 @@ class SessionRecording:
                 reason=_opt_str(payload.get("reason")),
                 error_code=_opt_str(payload.get("sqlstate")),
             )
-        )
-
-    def statement(
-        self,
-        text: str,
-        kind: str | None = None,
-        decision: str = "allow",
-        rows: int | None = None,
-        duration_ns: int | None = None,
-        error_code: str | None = None,
-    ) -> None:
-        """Count a statement and write its audit line (call when its outcome is known)."""
-        if self._closing is not None:
-            return
-        self._statements += 1
-        self.recorder.count_statement()
-        self.services.audit.add_line(
-            *self._lines.line(time.time_ns(), text, kind, decision, rows, duration_ns, error_code)
         )
 
     async def before_forward(self) -> None:
@@ -432,10 +420,11 @@ class SessionRecording:
     @property
     def counters(self) -> SessionCounters:
         chunks = self.recorder.chunks
+        tape = self.recorder.tape
         return SessionCounters(
-            bytes_agent_to_proxy=self._bytes[0],
-            bytes_proxy_to_agent=self._bytes[1],
-            statements=self._statements,
+            bytes_agent_to_proxy=tape.bytes_agent,
+            bytes_proxy_to_agent=tape.bytes_proxy,
+            statements=tape.statements,
             chunks=len(chunks),
             chain_head=chunks[-1].sha256 if chunks else GENESIS_HEAD,
         )
@@ -452,6 +441,7 @@ class SessionRecording:
             self._stop_timers()
             self.decision(EventKind.TERMINATION, {"reason": reason or "session ended", "status": status.value})
             sealed = self.recorder.seal(status)
+            self.recorder.tape.on_full = None  # the tape is closed; and no cycle through this object
             if sealed.last_chunk is not None:
                 self.uploader.submit(sealed.last_chunk)
             self._closing = asyncio.get_running_loop().create_task(

@@ -16,6 +16,7 @@ from aiohttp import web
 from shared.controlplane import Grant
 from shared.guard.engine import GuardrailEngine
 from shared.pgwire import framing
+from shared.recording import tape
 
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
@@ -107,6 +108,9 @@ class ProxyServer:
         if not framing.COMPILED:
             log.warning("the compiled framer (shared/pgwire/_framing.c) was not built: relaying uses its slower "
                         "pure-Python twin; reinstall with a C compiler present")  # fmt: skip
+        if not tape.COMPILED:
+            log.warning("the compiled recording tape (shared/recording/_tape.c) was not built: recording uses its "
+                        "slower pure-Python twin; reinstall with a C compiler present")  # fmt: skip
         self.warm()  # before the port opens: the first agent never waits for a client to be built
         self._server = await asyncio.start_server(
             self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.read_size

@@ -104,6 +104,10 @@ class StatementLines:
         self._middles: dict[tuple[str | None, str | None, bool], str] = {}
         self._ends: dict[str | None, str] = {}
 
+    def encoded_prefix(self) -> bytes:
+        """The part of every line between the time's microseconds and the statement, as written."""
+        return self._prefix.encode("utf-8", "surrogatepass")
+
     def line(
         self,
         time_ns: int,

@@ -2,8 +2,9 @@
 
 Theory of operation. The proxy calls ``record_bytes`` for every read it relays (in both directions, as
 the bytes crossed the agent-side wire) and ``record_decision`` for every decision. Each call encodes an
-event with the next sequence number into the pending buffer (the recorder keeps no reference to what it
-was given). A chunk is cut when the pending events reach ``chunk_size`` encoded bytes (the call that
+event with the next sequence number into the pending buffer, held by the session's ``tape`` (tape.py:
+the relay calls the tape directly, once per read). The recorder keeps no reference to what it was
+given. A chunk is cut when the pending events reach ``chunk_size`` encoded bytes (the call that
 crossed the threshold returns it), when ``poll(now)`` finds the oldest pending event older than
 ``flush_interval_ns`` (buffered mode), or when the caller forces it with ``take_chunk_now()`` (strict
 mode: the statement's event must be durable before it is forwarded). Each chunk carries the SHA-256
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .format import (
-    EVENT_HEADER,
     FIRST_DECISION_KIND,
     GENESIS_SHA256,
     ChunkEntry,
@@ -38,9 +38,8 @@ from .format import (
     format_timestamp,
     session_prefix,
 )
+from .tape import Tape, TapeLike
 
-_PACK_HEADER: Final = EVENT_HEADER.pack
-_WIRE: Final = int(EventKind.WIRE)
 # 4 MiB: few puts for bulk results (each costs milliseconds of client CPU whatever its size; at 1 MiB a
 # 70 MB/s result stream spent a quarter of a CPU on them), still small enough to retry cheaply.
 DEFAULT_CHUNK_SIZE: Final = 4 << 20
@@ -95,27 +94,24 @@ class SessionRecorder:
         self.chunk_size = chunk_size
         self.flush_interval_ns = flush_interval_ns
         self._clock = clock
-        # Events not yet in a chunk, encoded into one buffer as they come (header, payload, header, ...).
-        # The relayed bytes objects are not kept: their memory goes straight back to the allocator,
-        # still in cache, instead of piling up in a session's memory until the chunk is cut.
-        self._pending = bytearray()
-        self._pending_first: tuple[int, int] = (0, 0)  # (seq, ts_ns) of the oldest pending event
-        self._next_seq = 0
+        # Events not yet in a chunk, encoded into one buffer as they come (header, payload, header, ...),
+        # with the sequence numbers and counts: the per-read path's state, in compiled code where it was
+        # built (tape.py). The relayed bytes objects are not kept: their memory goes straight back to
+        # the allocator, still in cache, instead of piling up in a session's memory until the chunk is cut.
+        self.tape: TapeLike = Tape(chunk_size, None if clock is time.time_ns else clock)
         self._prev_sha256 = GENESIS_SHA256
         self._chunks: list[ChunkEntry] = []
-        self._bytes = [0, 0]  # per wire direction
-        self._statements = 0
         self._decisions = 0
         self._sealed = False
 
     @property
     def pending_bytes(self) -> int:
         """Encoded size of the events not yet in a chunk."""
-        return len(self._pending)
+        return self.tape.pending_bytes
 
     @property
     def next_seq(self) -> int:
-        return self._next_seq
+        return self.tape.next_seq
 
     @property
     def chunks(self) -> tuple[ChunkEntry, ...]:
@@ -136,32 +132,21 @@ class SessionRecorder:
         """
         if direction == Direction.DECISION or kind >= FIRST_DECISION_KIND:
             raise ValueError("wire bytes need a wire direction and a wire kind")
-        self._statements += statements
+        if statements:
+            self.tape.count(statements)
         if not data:
             return None
-        self._bytes[direction] += len(data)
         return self._append(direction, kind, bytes(data), now_ns)
 
     def record_wire(
         self, direction: Literal[Direction.AGENT_TO_PROXY, Direction.PROXY_TO_AGENT], data: bytes
     ) -> SealedChunk | None:
         """``record_bytes(direction, data)`` for relayed bytes (not empty, kind WIRE, now): the per-read
-        path, without the checks its callers' types already make. ``_append`` written out, since this
-        runs twice per statement of every session."""
+        path, without the checks its callers' types already make. (The proxy's relay calls the tape's
+        ``agent``/``proxy`` instead, which hand a full chunk to a callback.)"""
         if self._sealed:
             raise RecorderClosed("event recorded after the session was sealed")
-        size = len(data)
-        self._bytes[direction] += size
-        seq = self._next_seq
-        pending = self._pending
-        if not pending:
-            self._pending_first = (seq, self._clock())
-            pending += _PACK_HEADER(seq, self._pending_first[1], direction, _WIRE, size)
-        else:
-            pending += _PACK_HEADER(seq, self._clock(), direction, _WIRE, size)
-        pending += data
-        self._next_seq = seq + 1
-        return self.take_chunk_now() if len(pending) >= self.chunk_size else None
+        return self.take_chunk_now() if self.tape.wire(direction, data) else None
 
     def record_auth_bytes(self, data: bytes, *, now_ns: int | None = None) -> SealedChunk | None:
         """Record agent->proxy bytes of the startup/auth phase with passwords and tokens redacted."""
@@ -171,7 +156,7 @@ class SessionRecorder:
 
     def count_statement(self) -> None:
         """One more agent statement completed (for the manifest's counts; records no event)."""
-        self._statements += 1
+        self.tape.count(1)
 
     def record_decision(
         self, kind: EventKind, payload: Mapping[str, Any], *, now_ns: int | None = None
@@ -184,10 +169,10 @@ class SessionRecorder:
 
     def flush_due(self, now_ns: int | None = None) -> bool:
         """True when the oldest pending event has waited ``flush_interval_ns``."""
-        if not self._pending:
+        if not self.tape.pending_bytes:
             return False
         now = self._clock() if now_ns is None else now_ns
-        return now - self._pending_first[1] >= self.flush_interval_ns
+        return now - self.tape.first_ts >= self.flush_interval_ns
 
     def poll(self, now_ns: int | None = None) -> SealedChunk | None:
         """The time-based flush: a chunk if one is due, else None. Call it from a timer."""
@@ -195,14 +180,15 @@ class SessionRecorder:
 
     def take_chunk_now(self) -> SealedChunk | None:
         """Cut a chunk from everything pending (None if nothing is)."""
-        if not self._pending:
+        tape = self.tape
+        if not tape.pending_bytes:
             return None
         index = len(self._chunks)
-        first_seq, last_seq = self._pending_first[0], self._next_seq - 1
+        first_seq, last_seq = tape.first_seq, tape.next_seq - 1
         header = ChunkHeader(
             self.meta.session_id, index, first_seq, last_seq, last_seq - first_seq + 1, self._prev_sha256
         )
-        data = encode_chunk_header(header) + self._pending
+        data = tape.take(encode_chunk_header(header))
         chunk = SealedChunk(
             index=index,
             key=self.prefix + chunk_name(index),
@@ -212,7 +198,6 @@ class SessionRecorder:
             sha256=hashlib.sha256(data).digest(),
             data=data,
         )
-        self._pending = bytearray()
         self._prev_sha256 = chunk.sha256
         self._chunks.append(chunk.entry())
         return chunk
@@ -223,11 +208,13 @@ class SessionRecorder:
             raise RecorderClosed("session already sealed")
         last = self.take_chunk_now()
         self._sealed = True
+        tape = self.tape
+        tape.open = False
         counts = Counts(
-            events=self._next_seq,
-            bytes_agent_to_proxy=self._bytes[Direction.AGENT_TO_PROXY],
-            bytes_proxy_to_agent=self._bytes[Direction.PROXY_TO_AGENT],
-            statements=self._statements,
+            events=tape.next_seq,
+            bytes_agent_to_proxy=tape.bytes_agent,
+            bytes_proxy_to_agent=tape.bytes_proxy,
+            statements=tape.statements,
             decisions=self._decisions,
         )
         manifest = Manifest(
@@ -243,18 +230,7 @@ class SessionRecorder:
     def _append(self, direction: int, kind: int, payload: bytes, now_ns: int | None) -> SealedChunk | None:
         if self._sealed:
             raise RecorderClosed("event recorded after the session was sealed")
-        ts = self._clock() if now_ns is None else now_ns
-        seq = self._next_seq
-        pending = self._pending
-        if not pending:
-            self._pending_first = (seq, ts)
-        try:
-            pending += _PACK_HEADER(seq, ts, direction, kind, len(payload))
-        except struct.error as e:
-            raise ValueError(f"event {seq}: field out of range: {e}") from e
-        pending += payload
-        self._next_seq = seq + 1
-        return self.take_chunk_now() if len(pending) >= self.chunk_size else None
+        return self.take_chunk_now() if self.tape.append(direction, kind, payload, now_ns) else None
 
 
 # ---------------------------------------------------------------- redaction
