@@ -74,6 +74,7 @@ class PgbenchResult:
     path_ctx_switches: int | None = None  # of the path's processes during the run
     path_minor_faults: int | None = None
     discarded: str | None = None  # why the run was left out of every figure (set by the steal gate)
+    waited_quiet_s: float | None = None  # how long the machine took to go idle before the run
 
     @property
     def cpu_us_per_tx(self) -> float | None:

@@ -52,6 +52,25 @@ def _activity(pids: tuple[int, ...]) -> tuple[int, int] | None:
     return switches, faults
 
 
+def wait_quiet(busy_pct: float = 15.0, window: float = 0.5, longest: float = 60.0) -> float:
+    """Wait until the machine is idle: less than ``busy_pct`` % of its CPU time busy (user, system,
+    interrupts; not steal) over ``window`` seconds, or ``longest`` seconds gone. Returns the seconds waited.
+
+    A run must not inherit the previous one's work: a recording proxy that relayed 300 MB of results
+    has that much to hash and upload after pgbench stops, and the local AWS endpoint as much to take in.
+    Left running into the next run, it takes CPU from whichever route that run measures."""
+    start = time.monotonic()
+    while True:
+        before = psutil.cpu_times()
+        time.sleep(window)
+        after = psutil.cpu_times()
+        delta = {name: getattr(after, name) - getattr(before, name) for name in after._fields}
+        busy = sum(delta.get(name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+        waited = time.monotonic() - start
+        if busy < busy_pct / 100 * max(sum(delta.values()), 1e-9) or waited >= longest:
+            return waited
+
+
 @dataclass(frozen=True, slots=True)
 class PathProbe:
     pids: tuple[int, ...]

@@ -224,6 +224,7 @@ class ExtraProxy:
     log_file: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    wrapper: tuple[str, ...] = ()  # a command the proxy runs under (scripts/bench_instructions.py: valgrind)
 
     def start(self, timeout: float = 30) -> None:
         from airlock.devstack.stack import free_port, wait_for_port
@@ -239,7 +240,7 @@ class ExtraProxy:
                "AIRLOCK_PROXY_PROXY_ID": f"{base_id}-{self.name}", **self.settings}  # fmt: skip
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen([sys.executable, "-m", "proxy"], env=env, cwd=PROJECT_ROOT,
+            self.process = subprocess.Popen([*self.wrapper, sys.executable, "-m", "proxy"], env=env, cwd=PROJECT_ROOT,
                                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         try:
             wait_for_port("127.0.0.1", self.port, self.process, timeout=timeout)
@@ -259,13 +260,13 @@ class ExtraProxy:
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
-    def stop(self) -> int | None:
+    def stop(self, timeout: float = 30) -> int | None:
         if self.process is None:
             return None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(30)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
