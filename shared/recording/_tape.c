@@ -529,7 +529,8 @@ Tape_statement(Tape *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
             PyErr_SetString(PyExc_TypeError, "fallback must return (date, line)");
             goto done;
         }
-        r = PyObject_Vectorcall(self->sink, &PyTuple_GET_ITEM(made, 0), 2, NULL);
+        PyObject *pair[2] = {PyTuple_GET_ITEM(made, 0), PyTuple_GET_ITEM(made, 1)};
+        r = PyObject_Vectorcall(self->sink, pair, 2, NULL);
         Py_DECREF(made);
     }
 done:
