@@ -58,7 +58,6 @@ from shared.recording.recorder import DEFAULT_CHUNK_SIZE, SealedChunk, SessionRe
 from shared.recording.signing import KmsSigner, ManifestSigner, SigningError, sign_manifest
 from shared.recording.store import ChunkStore, RecordingStoreError
 from shared.recording.sweeper import datetime_ns, manifest_counters
-from shared.recording.tape import StatementCall
 from shared.recording.uploader import ChunkUploader, RecordingUnavailable, backoff_delay
 from shared.store.base import StoreError
 from shared.store.sessions import (
@@ -285,12 +284,12 @@ class SessionRecording:
         tape.on_full = self._chunk_full
         tape.lines(self._lines.encoded_prefix(), STATEMENT_LIMIT, services.audit.add_line, self._lines.line)
         # Bytes read from the agent, as they were relayed.
-        self.agent_bytes: Callable[[bytes], None] = tape.agent
+        self.agent_bytes = tape.agent
         # Bytes written to the agent (after masking), including anything the proxy itself sent.
-        self.proxy_bytes: Callable[[bytes], None] = tape.proxy
+        self.proxy_bytes = tape.proxy
         # statement(text, kind=None, decision="allow", rows=None, duration_ns=None, error_code=None):
         # count a statement and write its audit line (call when its outcome is known).
-        self.statement: StatementCall = tape.statement
+        self.statement = tape.statement
         self._indexed = False
         self._closing: asyncio.Task[bool] | None = None
         self._ticker: asyncio.Task[None] | None = None

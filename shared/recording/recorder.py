@@ -38,7 +38,7 @@ from .format import (
     format_timestamp,
     session_prefix,
 )
-from .tape import Tape, TapeLike
+from .tape import Tape, TapePy
 
 # 4 MiB: few puts for bulk results (each costs milliseconds of client CPU whatever its size; at 1 MiB a
 # 70 MB/s result stream spent a quarter of a CPU on them), still small enough to retry cheaply.
@@ -98,7 +98,7 @@ class SessionRecorder:
         # with the sequence numbers and counts: the per-read path's state, in compiled code where it was
         # built (tape.py). The relayed bytes objects are not kept: their memory goes straight back to
         # the allocator, still in cache, instead of piling up in a session's memory until the chunk is cut.
-        self.tape: TapeLike = Tape(chunk_size, None if clock is time.time_ns else clock)
+        self.tape: TapePy = Tape(chunk_size, None if clock is time.time_ns else clock)
         self._prev_sha256 = GENESIS_SHA256
         self._chunks: list[ChunkEntry] = []
         self._decisions = 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
 from .format import EVENT_HEADER, EventKind
 
@@ -34,59 +34,6 @@ _WIRE: Final = int(EventKind.WIRE)
 
 Sink = Callable[[str, bytes], object]
 LineMaker = Callable[[int, str, str | None, str | None, int | None, int | None, str | None], tuple[str, bytes]]
-
-
-class StatementCall(Protocol):
-    """``statement``'s signature (a compiled method's, which ``Callable`` cannot spell with defaults)."""
-
-    def __call__(
-        self,
-        text: str,
-        kind: str | None = None,
-        decision: str | None = "allow",
-        rows: int | None = None,
-        duration_ns: int | None = None,
-        error_code: str | None = None,
-    ) -> None: ...
-
-
-class TapeLike(Protocol):
-    """What ``Tape`` (either twin) offers."""
-
-    open: bool
-    on_full: Callable[[], object] | None
-
-    @property
-    def next_seq(self) -> int: ...
-    @property
-    def first_seq(self) -> int: ...
-    @property
-    def first_ts(self) -> int: ...
-    @property
-    def pending_bytes(self) -> int: ...
-    @property
-    def bytes_agent(self) -> int: ...
-    @property
-    def bytes_proxy(self) -> int: ...
-    @property
-    def statements(self) -> int: ...
-
-    def wire(self, direction: int, data: bytes, /) -> bool: ...
-    def agent(self, data: bytes, /) -> None: ...
-    def proxy(self, data: bytes, /) -> None: ...
-    def append(self, direction: int, kind: int, payload: bytes, ts_ns: int | None, /) -> bool: ...
-    def count(self, n: int, /) -> None: ...
-    def take(self, head: bytes = b"", /) -> bytes: ...
-    def lines(self, prefix: bytes, limit: int, sink: Sink, fallback: LineMaker, /) -> None: ...
-    def statement(
-        self,
-        text: str,
-        kind: str | None = None,
-        decision: str | None = "allow",
-        rows: int | None = None,
-        duration_ns: int | None = None,
-        error_code: str | None = None,
-    ) -> None: ...
 
 
 class TapePy:
@@ -172,13 +119,13 @@ class TapePy:
             self._sink(*self._fallback(self._clock(), text, kind, decision, rows, duration_ns, error_code))
 
 
+Tape: type[TapePy]
 try:  # the compiled twin (shared/recording/_tape.c); the pure-Python one where it was not built
-    from ._tape import Tape as _Compiled
+    from ._tape import Tape
 
-    Tape: Callable[..., TapeLike] = _Compiled
     COMPILED = True
 except ImportError:  # pragma: no cover - depends on the build
     Tape = TapePy
     COMPILED = False
 
-__all__ = ["COMPILED", "LineMaker", "Sink", "StatementCall", "Tape", "TapeLike", "TapePy"]
+__all__ = ["COMPILED", "LineMaker", "Sink", "Tape", "TapePy"]

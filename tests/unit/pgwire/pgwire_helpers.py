@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from shared.pgwire import framing
+from tests.compiled import require_compiled as _require
 
 
 def require_compiled() -> None:
-    """Skip a test of the compiled framer where no C compiler built it (the pure-Python twin runs there);
-    under CI, fail instead: CI builds it, so a missing extension there is a broken build, not a skip."""
-    if framing.COMPILED:
-        return
-    reason = "the compiled framer (shared/pgwire/_framing.c) was not built here"
-    if os.environ.get("CI"):
-        pytest.fail(reason + "; CI builds it, so the build is broken")
-    pytest.skip(reason)
+    """Skip a test of the compiled framer where it was not built; fail under CI (see tests/compiled.py)."""
+    _require(framing.COMPILED, "the compiled framer (shared/pgwire/_framing.c)")

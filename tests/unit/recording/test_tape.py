@@ -5,7 +5,6 @@ makes, byte for byte, whichever of the two wrote it (the compiled one writes ASC
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,7 +15,8 @@ from hypothesis import strategies as st
 from shared.recording import tape as tape_module
 from shared.recording.audit import STATEMENT_LIMIT, StatementLines
 from shared.recording.format import EVENT_HEADER, decode_events
-from shared.recording.tape import TapeLike, TapePy
+from shared.recording.tape import TapePy
+from tests.compiled import require_compiled
 
 # 2026-11-24 23:59:59 UTC and the seconds around it; and a time far out (no fast stamp for year 10000).
 SECOND = 1_795_564_799 * 10**9
@@ -24,26 +24,21 @@ SECOND = 1_795_564_799 * 10**9
 
 @pytest.fixture
 def compiled() -> None:
-    if tape_module.COMPILED:
-        return
-    reason = "the compiled tape (shared/recording/_tape.c) was not built here"
-    if os.environ.get("CI"):
-        pytest.fail(reason + "; CI builds it, so the build is broken")
-    pytest.skip(reason)
+    require_compiled(tape_module.COMPILED, "the compiled tape (shared/recording/_tape.c)")
 
 
-def make(cls: Callable[..., TapeLike], chunk_size: int, times: list[int]) -> TapeLike:
+def make(cls: Callable[..., TapePy], chunk_size: int, times: list[int]) -> TapePy:
     ticks: Iterator[int] = itertools.cycle(times)
     return cls(chunk_size, lambda: next(ticks))
 
 
-def compiled_cls() -> Callable[..., TapeLike]:
+def compiled_cls() -> Callable[..., TapePy]:
     from shared.recording._tape import Tape
 
     return Tape
 
 
-def state(t: TapeLike) -> tuple[int, ...]:
+def state(t: TapePy) -> tuple[int, ...]:
     return (t.next_seq, t.pending_bytes, t.bytes_agent, t.bytes_proxy, t.statements,
             t.first_seq if t.pending_bytes else -1, t.first_ts if t.pending_bytes else -1)  # fmt: skip
 
@@ -138,7 +133,7 @@ ASCII = st.text(st.characters(max_codepoint=127), max_size=40)
 ANY = st.text(max_size=40)  # lone surrogates included: the line is encoded with surrogatepass
 
 
-def line_of(cls: Callable[..., TapeLike], time_ns: int, identity: str, *args: Any, **kwargs: Any) -> tuple[str, bytes]:
+def line_of(cls: Callable[..., TapePy], time_ns: int, identity: str, *args: Any, **kwargs: Any) -> tuple[str, bytes]:
     lines = StatementLines(session_id="ses_1", identity=identity, target="demo", database="d\u00e9mo", proxy_id="p1")
     t = make(cls, 1 << 20, [time_ns])
     out: list[tuple[str, bytes]] = []
