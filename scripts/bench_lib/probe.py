@@ -64,7 +64,8 @@ def wait_quiet(busy_pct: float = 15.0, window: float = 0.5, longest: float = 60.
         before = psutil.cpu_times()
         time.sleep(window)
         after = psutil.cpu_times()
-        delta = {name: getattr(after, name) - getattr(before, name) for name in after._fields}
+        # Linux counts guest time inside user time already: the total leaves guest and guest_nice out.
+        delta = {name: getattr(after, name) - getattr(before, name) for name in after._fields if "guest" not in name}
         busy = sum(delta.get(name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
         waited = time.monotonic() - start
         if busy < busy_pct / 100 * max(sum(delta.values()), 1e-9) or waited >= longest:
