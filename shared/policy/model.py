@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.controlplane import BackendTLS, RecordingMode
-from shared.guard.rules import GuardrailsPolicy
 from shared.masking.rules import MaskingPolicy
+from shared.pg.sql.rules import GuardrailsPolicy
 
 SCHEMA_VERSION = 1
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.guard import PreparedStatements, StatementKind, classify
-from shared.guard.kinds import ClassifiedStatement
+from shared.pg.sql import PreparedStatements, StatementKind, classify
+from shared.pg.sql.kinds import ClassifiedStatement
 
 CORPUS: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "corpus.yaml").read_text())
 

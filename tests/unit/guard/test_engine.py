@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.guard import Action, GuardrailEngine, GuardrailsPolicy, PreparedStatements, StatementKind, first_block
-from shared.pgwire.messages import parse_error_fields
+from shared.pg.sql import Action, GuardrailEngine, GuardrailsPolicy, PreparedStatements, StatementKind, first_block
+from shared.pg.wire.messages import parse_error_fields
 
 
 def engine(rules: list[dict[str, Any]], **policy: Any) -> GuardrailEngine:

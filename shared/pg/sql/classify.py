@@ -19,14 +19,14 @@ from pglast import ast, parse_sql
 from pglast.enums import DiscardMode, ObjectType, VariableSetKind
 from pglast.parser import ParseError
 
-from shared.guard.functions import (
+from shared.pg.sql.functions import (
     IDENTITY_SETTINGS,
     RELATION_FUNCTIONS,
     SIDE_EFFECT_FUNCTIONS,
     SQL_TEXT_FUNCTIONS,
     is_builtin,
 )
-from shared.guard.kinds import Access, ClassifiedStatement, StatementKind, TableRef
+from shared.pg.sql.kinds import Access, ClassifiedStatement, StatementKind, TableRef
 
 K = StatementKind
 

@@ -21,12 +21,13 @@ from typing import Any
 
 from pglast import parser
 
-from shared.guard.classify import MAX_CACHED_SQL, classify
-from shared.guard.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
-from shared.guard.kinds import ClassifiedStatement, StatementKind
-from shared.guard.prepared import PreparedStatements
-from shared.guard.rules import Action, GuardrailsPolicy, GuardRule
-from shared.pgwire.messages import build_error
+from shared.guard.verdict import Action
+from shared.pg.sql.classify import MAX_CACHED_SQL, classify
+from shared.pg.sql.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
+from shared.pg.sql.kinds import ClassifiedStatement, StatementKind
+from shared.pg.sql.prepared import PreparedStatements
+from shared.pg.sql.rules import GuardrailsPolicy, GuardRule
+from shared.pg.wire.messages import build_error
 
 INSUFFICIENT_PRIVILEGE = "42501"
 UNKNOWN_RULE = "unknown"  # the rule name reported when the unknown action decided

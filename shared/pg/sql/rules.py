@@ -21,19 +21,13 @@ criterion, any listed value may match. Globs are fnmatch patterns, compared case
 
 from __future__ import annotations
 
-from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.guard.kinds import Access, ClassifiedStatement, StatementKind, TableRef
-
-
-class Action(StrEnum):
-    ALLOW = "allow"
-    DENY = "deny"
-    HOLD = "hold"
+from shared.guard.verdict import Action
+from shared.pg.sql.kinds import Access, ClassifiedStatement, StatementKind, TableRef
 
 
 class _Strict(BaseModel):
@@ -100,7 +94,7 @@ class GuardRule(_Strict):
 
 
 class GuardrailsPolicy(_Strict):
-    """Rules are tried in order; the first match decides (see ``shared.guard.engine``)."""
+    """Rules are tried in order; the first match decides (see ``shared.pg.sql.engine``)."""
 
     rules: list[GuardRule] = Field(default_factory=list)
     default: Action = Action.ALLOW

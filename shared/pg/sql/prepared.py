@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.guard.classify import classify
-from shared.guard.kinds import ClassifiedStatement, StatementKind
+from shared.pg.sql.classify import classify
+from shared.pg.sql.kinds import ClassifiedStatement, StatementKind
 
 K = StatementKind
 
