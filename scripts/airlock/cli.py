@@ -142,6 +142,8 @@ def policy_push(args: argparse.Namespace) -> None:
     use_local_stack(args.state_dir)
     version = admin.push_policy(Path(args.file))
     print(f"policy pushed: version {version}")
+    for warning in admin.policy_warnings(Path(args.file)):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def identity_revoke(args: argparse.Namespace) -> None:

@@ -1,7 +1,7 @@
 """Protocol-neutral judging: the actions a rule can take and how a request's effects combine into one
-verdict. Each protocol (``shared/pg/sql``, later SSH and Kubernetes) says what its effects are and how
-its rules match them; the combination is the same everywhere."""
+verdict (``verdict``). Each protocol (``shared/pg/sql``, SSH, Kubernetes) says what its effects are and
+how its rules match one; the combination is the same everywhere."""
 
-from shared.guard.verdict import Action
+from shared.guard.verdict import STRICTNESS, Action, EffectVerdict, Match, Rule, judge_effect, stricter, strictest
 
-__all__ = ["Action"]
+__all__ = ["STRICTNESS", "Action", "EffectVerdict", "Match", "Rule", "judge_effect", "stricter", "strictest"]

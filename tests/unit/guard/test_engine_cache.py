@@ -1,4 +1,4 @@
-"""The classification cache: by text, and by fingerprint only where constants cannot change the verdict."""
+"""The classification cache: by text, and by shape only where constants cannot change the verdict."""
 
 from __future__ import annotations
 
