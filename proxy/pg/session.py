@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from shared.controlplane import AuthorizeRequest, Grant, RecordingMode
+from shared.controlplane import AuthorizeRequest, BackendRef, Grant, RecordingMode
 from shared.guard.verdict import Action
 from shared.pg.masking.engine import ResultMasker
 from shared.pg.relay import (
@@ -329,6 +329,9 @@ class PgSession:
             self.services.metrics.refused += 1
             raise self._refuse(sqlstate, f"Airlock refused the connection: {reason}")
         self.grant = grant = answer.grant
+        if not isinstance(grant.backend, BackendRef):
+            raise self._refuse("28000", f"Airlock refused the connection: target {grant.target!r} is not PostgreSQL")
+        backend_ref = grant.backend
         await self._open_recording(grant)
         try:
             self.relay = await self._relay_for(grant)
@@ -342,7 +345,7 @@ class PgSession:
             raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
         try:
             self.backend = backend = await connect_backend(
-                grant.backend,
+                backend_ref,
                 credential,
                 startup.params,
                 startup.protocol,
@@ -361,7 +364,7 @@ class PgSession:
                 self.relay.observe_parameter(*m.parse_parameter_status(message[5:]))
         key = new_cancel_key(backend.protocol)
         self.cancel_key = (backend.pid, key)
-        self.ctx.cancels.register(backend.pid, key, CancelTarget(grant.backend, backend.pid, backend.key))
+        self.ctx.cancels.register(backend.pid, key, CancelTarget(backend_ref, backend.pid, backend.key))
         greeting = [
             m.build_authentication(AUTH_OK),
             *backend.greeting,
