@@ -228,4 +228,5 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
         retention_days=binding.retention_days,
         guardrails=policy.guardrails,
         masking=policy.masking,
+        approvals=policy.approvals.grant() if policy.approvals else None,
     )

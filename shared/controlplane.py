@@ -3,7 +3,7 @@
 ``authorize`` is invoked by the proxy through ``lambda.invoke`` (RequestResponse) with an
 ``AuthorizeRequest`` as JSON and answers an ``AuthorizeResponse``. A ``Grant`` carries everything the
 proxy needs for one session: the backend it may reach, the credential reference, the recording mode and
-(later) the guardrail/masking/approval rules of the policy snapshot, and an expiry in minutes. The proxy
+the guardrail/masking/approval rules of the policy snapshot, and an expiry in minutes. The proxy
 re-authorizes (``action="reauthorize"``) before ``expires_at``; a refusal then terminates the session.
 """
 
@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from shared.approvals.policy import ApprovalsGrant
 from shared.guard.rules import GuardrailsPolicy
 from shared.masking.rules import MaskingPolicy
 
@@ -81,6 +82,8 @@ class Grant(_Model):
     # The policy snapshot the proxy enforces for this session (None: not configured).
     guardrails: GuardrailsPolicy | None = None
     masking: MaskingPolicy | None = None
+    # How held statements are asked for (channel, timeout, allowances); None: no approvals section.
+    approvals: ApprovalsGrant | None = None
     # The Airlock key the session authenticated with (auth_method "key"): reauthorize re-checks it.
     key_id: str | None = None
 

@@ -97,6 +97,8 @@ class GuardRule(_Strict):
     action: Action
     # Shown to the agent with a deny or hold: say what to do instead.
     reason: str = ""
+    # A hold rule's approver group (policy ``approvals.approver_groups``); None: ``approvals.default_approvers``.
+    approvers: str | None = None
 
 
 class GuardrailsPolicy(_Strict):
