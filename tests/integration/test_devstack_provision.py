@@ -29,7 +29,9 @@ def _keys(schema: list[dict[str, str]]) -> list[tuple[str, str]]:
 
 
 def test_template_declares_the_control_plane_tables() -> None:
-    assert TABLES == ["ApiKeysTable", "ApprovalsTable", "IdentitiesTable", "PoliciesTable", "SessionsTable"]
+    assert TABLES == [
+        "AllowancesTable", "ApiKeysTable", "ApprovalsTable", "IdentitiesTable", "PoliciesTable", "SessionsTable"
+    ]
 
 
 @pytest.mark.parametrize("logical_id", TABLES)
@@ -73,7 +75,7 @@ def test_specific_shapes_the_brief_asks_for(provisioned_stack: StackResources) -
     assert _keys(policies["KeySchema"]) == [("policy", "HASH"), ("version", "RANGE")]
     assert {"AttributeName": "version", "AttributeType": "N"} in policies["AttributeDefinitions"]
     ttl = ddb.describe_time_to_live(TableName=provisioned_stack.physical_ids["ApprovalsTable"])
-    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at_epoch"
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "purge_at"
 
 
 def test_sessions_bucket_has_compliance_object_lock(provisioned_stack: StackResources) -> None:  # noqa: F811
