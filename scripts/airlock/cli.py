@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import sessions_cli
+from . import approvals_cli, sessions_cli
 
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
 
@@ -57,9 +57,12 @@ Airlock local stack is up (Ctrl-C or `airlock dev down` stops it).
   proxy        127.0.0.1:{port}  (TLS; dev CA in {info['tls_ca']})
   target       {info['target']['host']}:{info['target']['port']} (embedded PostgreSQL, database demo)
   AWS          {info['aws_endpoint']}   Lambda {info['lambda_endpoint']}   OIDC {info['oidc_issuer']}
+  Slack        {info['slack']['url']} (stand-in, channel {info['slack']['channel']})   HTTP API {info['http_api']}
 Connect as the nightly CI job:
   psql "host=127.0.0.1 port={port} dbname=demo user=ci-nightly sslmode=require password=$(airlock dev token ci-nightly)"
 or in one step:  airlock dev psql ci-nightly      (also: contractor)
+Held statements (e.g. DELETE FROM customers WHERE id = 42):  airlock dev approvals
+  then:  airlock dev approvals click <apr_...> approve      (or: airlock approvals approve <apr_...> --as U0DEMODANA)
 Offboard the contractor:  airlock identity revoke contractor
 """, flush=True)
         while not stopping:
@@ -217,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--ttl-days", type=int, default=30)
     issue.set_defaults(func=keys_issue)
     sessions_cli.register(commands)
+    approvals_cli.register(commands, dev)
     return parser
 
 

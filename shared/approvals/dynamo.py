@@ -10,6 +10,7 @@ the record of who approved what outlives the approval, the session recording out
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -26,14 +27,16 @@ from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from shared.approvals.model import Allowance, Approval, ApprovalStatus, allowance_scope
+from shared.approvals.model import Allowance, Approval, ApprovalState, ApprovalStatus, DecisionChannel, allowance_scope
 from shared.approvals.settings import ApprovalsSettings
-from shared.approvals.store import Conflict, Outcome, StatusView
+from shared.approvals.store import Conflict, Outcome
 from shared.store.base import NotFound
 from shared.store.dynamo import _bind, _storage
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-_WATCHED = ("approval_id", "status", "expires_at")
+# What a gateway's watcher may read (its IAM policy allows these attributes and no others).
+WATCHED_ATTRIBUTES = tuple(f.name for f in fields(ApprovalState))
+MAX_BATCH = 100  # BatchGetItem's limit per request
 
 
 class _BySessionIndex(GlobalSecondaryIndex["_ApprovalItem"]):  # type: ignore[no-untyped-call]
@@ -143,6 +146,17 @@ def _record(cls: type[R], item: Model) -> R:
     return cls.model_validate({k: (int(v) if isinstance(v, float) else v) for k, v in values.items() if v is not None})
 
 
+def _state(item: _ApprovalItem) -> ApprovalState:
+    via = item.decided_via
+    return ApprovalState(
+        approval_id=item.approval_id, status=ApprovalStatus(item.status), expires_at=item.expires_at,
+        decided_by=item.decided_by, decided_by_name=item.decided_by_name,
+        decided_via=DecisionChannel(via) if via else None, decided_at=item.decided_at,
+        decision_reason=item.decision_reason or "", allowance_id=item.allowance_id,
+        allowance_minutes=int(item.allowance_minutes) if item.allowance_minutes is not None else None,
+    )  # fmt: skip
+
+
 class DynamoApprovalStore:
     def __init__(self, settings: ApprovalsSettings) -> None:
         self._m = _bind(_ApprovalItem, settings.approvals_table, settings.region)
@@ -203,12 +217,13 @@ class DynamoApprovalStore:
             with _storage("recording announcement"):
                 m(approval_id).update(actions=actions, condition=m.approval_id.exists())
 
-    def statuses(self, approval_ids: Iterable[str]) -> Mapping[str, StatusView]:
-        with _storage("reading approval statuses"):
-            items = list(self._m.batch_get(list(approval_ids), consistent_read=True, attributes_to_get=list(_WATCHED)))
-        return {
-            i.approval_id: StatusView(i.approval_id, ApprovalStatus(i.status), i.expires_at) for i in items
-        }
+    def states(self, approval_ids: Iterable[str]) -> Mapping[str, ApprovalState]:
+        ids = list(approval_ids)
+        if len(ids) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} approvals per read, not {len(ids)}")
+        with _storage("reading approval states"):
+            items = list(self._m.batch_get(ids, consistent_read=True, attributes_to_get=list(WATCHED_ATTRIBUTES)))
+        return {i.approval_id: _state(i) for i in items}
 
     def by_status(self, status: ApprovalStatus, limit: int = 100) -> list[Approval]:
         with _storage("listing approvals"):

@@ -153,6 +153,14 @@ class Approval(ApprovalRequest):
             return ApprovalStatus.EXPIRED
         return self.status
 
+    def state(self) -> ApprovalState:
+        return ApprovalState(
+            approval_id=self.approval_id, status=self.status, expires_at=self.expires_at,
+            decided_by=self.decided_by, decided_by_name=self.decided_by_name, decided_via=self.decided_via,
+            decided_at=self.decided_at, decision_reason=self.decision_reason, allowance_id=self.allowance_id,
+            allowance_minutes=self.allowance_minutes,
+        )  # fmt: skip
+
     def same_request(self, request: ApprovalRequest) -> bool:
         """Whether a retried request asks for exactly what this approval holds."""
         return self.model_dump(include=set(ApprovalRequest.model_fields)) == request.model_dump()
@@ -167,16 +175,41 @@ class Approval(ApprovalRequest):
         )
 
     def outcome(self) -> str:
-        """What the agent reads once it is decided (approved: nothing blocks; otherwise why not)."""
+        return self.state().outcome()
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalState:
+    """Where an approval stands: what a gateway's watcher reads (no statement, no request details)."""
+
+    approval_id: str
+    status: ApprovalStatus
+    expires_at: datetime
+    decided_by: str | None = None
+    decided_by_name: str | None = None
+    decided_via: DecisionChannel | None = None
+    decided_at: datetime | None = None
+    decision_reason: str = ""
+    allowance_id: str | None = None
+    allowance_minutes: int | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.status is ApprovalStatus.APPROVED
+
+    def outcome(self) -> str:
+        """What the agent reads once it is decided (approved: who let it through; otherwise why not)."""
         who = self.decided_by_name or self.decided_by or "an approver"
         how = f" ({self.decided_via})" if self.decided_via else ""
         why = f": {self.decision_reason}" if self.decision_reason else ""
         if self.status is ApprovalStatus.APPROVED:
-            return f"approval {self.approval_id} was approved by {who}{how}"
+            span = f" for {self.allowance_minutes} minutes ({self.allowance_id})" if self.allowance_minutes else ""
+            return f"approval {self.approval_id} was approved by {who}{how}{span}"
         if self.status is ApprovalStatus.DENIED:
             return f"approval {self.approval_id} was denied by {who}{how}{why}"
         if self.status is ApprovalStatus.EXPIRED:
-            return f"approval {self.approval_id} expired: nobody decided within {self.timeout_seconds} s"
+            at = self.expires_at.astimezone(UTC).strftime("%H:%M:%S UTC")
+            return f"approval {self.approval_id} expired at {at}: nobody decided in time"
         if self.status is ApprovalStatus.WITHDRAWN:
             return f"approval {self.approval_id} was withdrawn{why}"
         return f"approval {self.approval_id} is still pending"

@@ -33,6 +33,10 @@ class ApprovalsSettings(BaseSettings):
     approvals_retention_days: int = Field(default=90, ge=1, le=3650)
     # How long secrets read from Secrets Manager are cached by a warm Lambda.
     secret_cache_seconds: int = 300
+    # Gateways: how often the one watcher reads the state of waiting approvals, and how long an
+    # allowance lookup is reused (a revocation reaches running sessions within this).
+    approvals_watch_interval: float = Field(default=0.25, gt=0, le=10)
+    allowance_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 
 
 @lru_cache(maxsize=1)

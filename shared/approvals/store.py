@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from shared.approvals.model import Allowance, Approval, ApprovalStatus, DecisionChannel
+from shared.approvals.model import Allowance, Approval, ApprovalState, ApprovalStatus, DecisionChannel
 from shared.store.base import StoreError
 
 
@@ -40,15 +40,6 @@ class Outcome:
     allowance_minutes: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StatusView:
-    """What the proxy's watcher reads of an approval: just enough to resolve a waiter."""
-
-    approval_id: str
-    status: ApprovalStatus
-    expires_at: datetime
-
-
 class ApprovalStore(Protocol):
     def create(self, approval: Approval) -> Approval:
         """Store a new pending approval and return ``approval`` itself; if one with this id exists
@@ -70,8 +61,8 @@ class ApprovalStore(Protocol):
         """Remember where the approval was announced (to update the Slack message later)."""
         ...
 
-    def statuses(self, approval_ids: Iterable[str]) -> Mapping[str, StatusView]:
-        """Strongly consistent status of many approvals at once (ids not found are left out)."""
+    def states(self, approval_ids: Iterable[str]) -> Mapping[str, ApprovalState]:
+        """Strongly consistent state of up to 100 approvals in one read (ids not found are left out)."""
         ...
 
     def by_status(self, status: ApprovalStatus, limit: int = 100) -> list[Approval]:

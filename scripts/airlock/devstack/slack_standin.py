@@ -226,3 +226,71 @@ def start_slack_standin(bot_token: str, users: list[SlackUser], host: str = "127
     thread.start()
     url = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
     return RunningSlack(url, standin, loop, runner, thread)
+
+
+# ---------------------------------------------------------------------- what Slack sends on a click
+
+
+def find_button(
+    messages: list[dict[str, Any]], value_prefix: str, action_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(message, button) of the newest message with a button ``action_id`` whose value starts with
+    ``value_prefix``; ``LookupError`` if no message has one (decided already, or never announced)."""
+    for message in reversed(messages):
+        for block in message["blocks"]:
+            elements = list(block.get("elements", [])) + ([block["accessory"]] if "accessory" in block else [])
+            for element in elements:
+                if element.get("action_id") == action_id and str(element.get("value", "")).startswith(value_prefix):
+                    return message, {**element, "block_id": block.get("block_id", "")}
+    raise LookupError(f"no message has a {action_id!r} button for {value_prefix}")
+
+
+def block_actions_payload(
+    message: dict[str, Any], button: dict[str, Any], user: SlackUser, channel_name: str
+) -> dict[str, Any]:
+    """The ``block_actions`` payload Slack posts when ``user`` clicks ``button`` on ``message``."""
+    action_ts = f"{time.time():.6f}"
+    return {
+        "type": "block_actions",
+        "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": "T0AIRLOCK"},
+        "api_app_id": "A0AIRLOCK",
+        "token": "deprecated-verification-token",
+        "container": {
+            "type": "message", "message_ts": message["ts"], "channel_id": message["channel"], "is_ephemeral": False,
+        },
+        "trigger_id": f"{int(time.time())}.{abs(hash(action_ts)) % 10**12}",
+        "team": {"id": "T0AIRLOCK", "domain": "airlock-local"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": message["channel"], "name": channel_name.lstrip("#")},
+        "message": {
+            "type": "message", "user": BOT_USER, "bot_id": "B0AIRLOCK", "ts": message["ts"],
+            "text": message["text"], "blocks": message["blocks"],
+        },
+        "state": {"values": {}},
+        "response_url": "http://127.0.0.1/standin-response-url-unused",
+        "actions": [{
+            "action_id": button["action_id"], "block_id": button["block_id"], "text": button["text"],
+            "value": button.get("value", ""), "style": button.get("style"), "type": "button", "action_ts": action_ts,
+        }],
+    }
+
+
+def signed_form(
+    payload: dict[str, Any], signing_secret: str, timestamp: int | None = None
+) -> tuple[str, dict[str, str]]:
+    """(body, headers) exactly as Slack posts an interaction: a form with ``payload=<json>``, signed v0
+    (HMAC-SHA256 of ``v0:<timestamp>:<body>``, slack_sdk's own signer)."""
+    from urllib.parse import urlencode
+
+    from slack_sdk.signature import SignatureVerifier
+
+    body = urlencode({"payload": json.dumps(payload)})
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=stamp, body=body) or ""
+    return body, {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature,
+        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+    }

@@ -11,6 +11,7 @@ clients where everything is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -137,7 +138,7 @@ class DevStack:
             "lambda_endpoint": self.lambda_endpoint.url,
             "http_api": self.http_api_url,
             "slack": {"url": self.slack.url if self.slack else "", "api_url": self.slack.api_url if self.slack else "",
-                      "channel": DEMO_SLACK_CHANNEL, "users": [u.__dict__ for u in DEMO_SLACK_USERS]},
+                      "channel": DEMO_SLACK_CHANNEL, "users": [dataclasses.asdict(u) for u in DEMO_SLACK_USERS]},
             "approvals": {"function": self.resources.physical_ids["ApprovalsFunction"],
                           "slack_secret": self.resources.physical_ids["SlackAppSecret"],
                           "sns_inbox_queue_url": self.sns_inbox_url},
