@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.approvals.endpoints import HttpReply, follow_link, show_link
-from shared.approvals.links import LINK_PATH, PAGE_HEADERS, result_page
+from shared.approvals.links import PAGE_HEADERS, result_page
 from shared.approvals.service import ApprovalService
 from shared.approvals.settings import approvals_settings
 from shared.approvals.sns import SnsError
 from shared.approvals.wiring import build_service, link_signer
 from shared.config import control_plane_settings
-from shared.observability import logger, metrics, tracer
-
-app = APIGatewayHttpResolver()
+from shared.observability import MetricUnit, logger, metrics, tracer
 
 
 @lru_cache(maxsize=1)
@@ -25,39 +24,27 @@ def service() -> ApprovalService:
     return build_service(approvals_settings(), control_plane_settings())
 
 
-def _reply(reply: HttpReply) -> Response[str]:
-    headers = dict(reply.headers)
-    return Response(reply.status, headers.pop("Content-Type", "text/plain"), reply.body, headers)
-
-
-def _unavailable() -> Response[str]:
-    logger.exception("approval links are unavailable: no link key")
-    return _reply(HttpReply(503, result_page("Unavailable", "Approval links are unavailable; nothing changed."),
-                            PAGE_HEADERS))  # fmt: skip
-
-
-@app.get(LINK_PATH)
-def show() -> Response[str]:
+def link(request: APIGatewayProxyEventV2) -> HttpReply:
+    method = request.request_context.http.method
+    if method not in ("GET", "POST"):
+        return HttpReply(405, "GET or POST only")
     try:
         signer = link_signer(approvals_settings())
     except SnsError:
-        return _unavailable()
-    token = app.current_event.get_query_string_value("t", "") or ""
-    return _reply(show_link(service(), signer, token, datetime.now(UTC)))
-
-
-@app.post(LINK_PATH)
-def decide() -> Response[str]:
-    try:
-        signer = link_signer(approvals_settings())
-    except SnsError:
-        return _unavailable()
-    return _reply(follow_link(service(), signer, app.current_event.decoded_body or "", datetime.now(UTC)))
+        logger.exception("approval links are unavailable: no link key")
+        return HttpReply(503, result_page("Unavailable", "Approval links are unavailable; nothing changed."),
+                         PAGE_HEADERS)  # fmt: skip
+    now = datetime.now(UTC)
+    if method == "GET":
+        return show_link(service(), signer, request.get_query_string_value("t", "") or "", now)
+    return follow_link(service(), signer, request.decoded_body or "", now)
 
 
 # The query string holds a bearer token: never log events.
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
-    return app.resolve(event, context)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    reply = link(APIGatewayProxyEventV2(event))
+    metrics.add_metric(name=f"ApprovalLinks{reply.status}", unit=MetricUnit.Count, value=1)
+    return reply.api_gateway()

@@ -2,26 +2,25 @@
 
 The decision and the message update happen within the request, with short Slack calls, so Slack has its
 answer well inside its 3 seconds (a DynamoDB conditional write and one ``chat.update``); see
-``shared.approvals.endpoints``.
+``shared.approvals.endpoints``. No state is kept between invocations but the warm clients.
 """
 
 from __future__ import annotations
 
 import time
 from functools import lru_cache
+from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.approvals.endpoints import slack_interaction
+from shared.approvals.endpoints import HttpReply, slack_interaction
 from shared.approvals.service import ApprovalService
 from shared.approvals.settings import approvals_settings
 from shared.approvals.slack import SlackError, SlackWeb
 from shared.approvals.wiring import build_service, slack_credentials, slack_web
 from shared.config import control_plane_settings
-from shared.observability import logger, metrics, tracer
-
-app = APIGatewayHttpResolver()
+from shared.observability import MetricUnit, logger, metrics, tracer
 
 
 @lru_cache(maxsize=1)
@@ -30,22 +29,24 @@ def deps() -> tuple[ApprovalService, SlackWeb]:
     return build_service(approvals_settings(), control_plane_settings(), slack), slack
 
 
-@app.post("/slack/interactions")
-def interactions() -> Response[str]:
-    event = app.current_event
+def interaction(request: APIGatewayProxyEventV2) -> HttpReply:
+    if request.request_context.http.method != "POST":
+        return HttpReply(405, "POST only")
     service, slack = deps()
     try:
         signing_secret = slack_credentials(approvals_settings()).signing_secret
     except SlackError:
         logger.exception("cannot verify Slack requests: no signing secret")
-        return Response(503, "text/plain", "signing secret unavailable")
-    reply = slack_interaction(service, slack, signing_secret, event.decoded_body or "", event.headers, time.time)
-    return Response(reply.status, "text/plain", reply.body, dict(reply.headers))
+        return HttpReply(503, "signing secret unavailable")
+    return slack_interaction(service, slack, signing_secret, request.decoded_body or "", request.headers, time.time)
 
 
 # Slack's payload names who clicked, never a secret, but it is still not worth logging whole.
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
-    return app.resolve(event, context)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    reply = interaction(APIGatewayProxyEventV2(event))
+    metrics.add_metric(name="SlackInteractions" if reply.status == 200 else "SlackInteractionsRejected",
+                       unit=MetricUnit.Count, value=1)  # fmt: skip
+    return reply.api_gateway()

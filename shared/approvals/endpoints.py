@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qs
 
 from shared.approvals.errors import DecisionRefused
@@ -31,6 +32,11 @@ class HttpReply:
     status: int
     body: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
+
+    def api_gateway(self) -> dict[str, Any]:
+        """The payload-2.0 response a Lambda behind an HTTP API returns."""
+        headers = {"Content-Type": "text/plain; charset=utf-8", **self.headers}
+        return {"statusCode": self.status, "headers": headers, "body": self.body, "isBase64Encoded": False}
 
 
 # ---------------------------------------------------------------------- Slack

@@ -20,9 +20,11 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -53,51 +55,62 @@ def _match(template: str, path: str) -> dict[str, str] | None:
     return params if len(have) == len(want) else None
 
 
-def _event(
-    request: web.Request, body: bytes, route_key: str, params: dict[str, str], resources: StackResources
+def api_gateway_event(
+    method: str,
+    path: str,
+    *,
+    query: str = "",
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    route_key: str | None = None,
+    path_parameters: Mapping[str, str] | None = None,
+    source_ip: str = "127.0.0.1",
+    host: str = "localhost",
+    account_id: str = "123456789012",
 ) -> dict[str, Any]:
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
+    """The payload-2.0 event API Gateway's HTTP API sends a Lambda for this request."""
+    merged: dict[str, str] = {}
+    for name, value in headers:
         key = name.lower()
-        headers[key] = f"{headers[key]},{value}" if key in headers else value
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    merged.setdefault("host", host)
     now = datetime.now(UTC)
-    content_type = headers.get("content-type", "")
-    text_like = not body or content_type.startswith(_TEXT_TYPES)
-    query: dict[str, str] = {}
-    for key, value in request.query.items():
-        query[key] = f"{query[key]},{value}" if key in query else value
+    text_like = not body or merged.get("content-type", "").startswith(_TEXT_TYPES)
+    parameters: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        parameters[key] = f"{parameters[key]},{value}" if key in parameters else value
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": request.path,
-        "rawQueryString": request.query_string,
-        "headers": headers,
+        "routeKey": route_key or f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": merged,
         "requestContext": {
-            "accountId": resources.account_id,
+            "accountId": account_id,
             "apiId": "local",
-            "domainName": request.host,
-            "domainPrefix": request.host.split(".")[0],
+            "domainName": host,
+            "domainPrefix": host.split(".")[0],
             "http": {
-                "method": request.method,
-                "path": request.path,
-                "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
-                "sourceIp": request.remote or "127.0.0.1",
-                "userAgent": headers.get("user-agent", ""),
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": merged.get("user-agent", ""),
             },
             "requestId": str(uuid.uuid4()),
-            "routeKey": route_key,
+            "routeKey": route_key or f"{method} {path}",
             "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
         },
         "isBase64Encoded": not text_like,
     }
-    if query:
-        event["queryStringParameters"] = query
-    if params:
-        event["pathParameters"] = params
-    if "cookie" in headers:
-        event["cookies"] = [c.strip() for c in headers["cookie"].split(";")]
+    if parameters:
+        event["queryStringParameters"] = parameters
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    if "cookie" in merged:
+        event["cookies"] = [c.strip() for c in merged["cookie"].split(";")]
     if body:
         event["body"] = body.decode("utf-8", "replace") if text_like else base64.b64encode(body).decode()
     return event
@@ -137,8 +150,11 @@ def create_http_api_app(
         if not found:
             return web.json_response({"message": "Not Found"}, status=404)
         method, path, function, params = found[0]
-        body = await request.read()
-        event = _event(request, body, f"{method} {path}", params, resources)
+        event = api_gateway_event(
+            request.method, request.path, query=request.query_string, headers=request.headers.items(),
+            body=await request.read(), route_key=f"{method} {path}", path_parameters=params,
+            source_ip=request.remote or "127.0.0.1", host=request.host, account_id=resources.account_id,
+        )  # fmt: skip
         context = LambdaContext(
             function_name=function.name, invoked_function_arn=function.arn,
             memory_limit_in_mb=function.memory_mb, aws_request_id=event["requestContext"]["requestId"],

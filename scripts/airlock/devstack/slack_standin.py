@@ -179,16 +179,14 @@ class SlackStandIn:
             with self._lock:
                 return web.json_response(method(args))
 
+        async def received(request: web.Request) -> web.Response:
+            what = {"messages": self.messages, "ephemeral": self.ephemeral, "users": self.users}
+            return web.json_response(what[request.match_info["what"]]())
+
         app = web.Application()
         app.router.add_route("*", "/api/{method}", api)
-        app.router.add_get("/_standin/messages", lambda _: _json(self.messages()))
-        app.router.add_get("/_standin/ephemeral", lambda _: _json(self.ephemeral()))
-        app.router.add_get("/_standin/users", lambda _: _json(self.users()))
+        app.router.add_get("/_standin/{what:messages|ephemeral|users}", received)
         return app
-
-
-async def _json(value: Any) -> web.Response:
-    return web.json_response(value)
 
 
 @dataclass
