@@ -32,12 +32,13 @@ class SlackError(Exception):
 
 
 class SlackCredentials(BaseModel):
-    """The Slack app's secret (Secrets Manager, JSON)."""
+    """The Slack app's secret (Secrets Manager, JSON). A bot token that is not one (the template's
+    "unset") or a short signing secret is refused: nothing is announced and no click verifies."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    bot_token: str = Field(min_length=1)
-    signing_secret: str = Field(min_length=1)
+    bot_token: str = Field(pattern=r"^xox[bp]-")
+    signing_secret: str = Field(min_length=16)
 
 
 class SlackWeb:

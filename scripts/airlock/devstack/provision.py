@@ -289,15 +289,21 @@ def _secret(session: boto3.session.Session, r: Resolver, logical_id: str, props:
     try:
         arn = client.describe_secret(SecretId=name)["ARN"]  # idempotent: never replace a value
     except client.exceptions.ResourceNotFoundException:
-        generate = p.get("GenerateSecretString")
-        length = int(generate.get("PasswordLength", 32)) if generate is not None else 0
-        value = secrets.token_hex(length // 2) if generate is not None else p.get("SecretString")
+        value = _generated(p["GenerateSecretString"]) if "GenerateSecretString" in p else p.get("SecretString")
         request: dict[str, Any] = {"Name": name, "SecretString": value or ""}
         if "Description" in p:
             request["Description"] = p["Description"]
         arn = client.create_secret(**request)["ARN"]
     r.refs[logical_id] = arn  # Ref of a secret is its ARN
     r.attributes[(logical_id, "Id")] = arn
+
+
+def _generated(spec: Mapping[str, Any]) -> str:
+    """What Secrets Manager's GenerateSecretString makes: a random string, or a JSON template with one."""
+    password = secrets.token_hex(int(spec.get("PasswordLength", 32)) // 2)
+    if "SecretStringTemplate" not in spec:
+        return password
+    return json.dumps({**json.loads(spec["SecretStringTemplate"]), spec["GenerateStringKey"]: password})
 
 
 # -- HTTP APIs (described: the local HTTP API endpoint serves their routes)
