@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from base64 import b32encode
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -97,19 +98,34 @@ class ApprovalRequest(_Model):
     idempotency_key: Annotated[str, StringConstraints(min_length=8, max_length=256)]
 
     @classmethod
-    def for_statement(cls, text: str, *, protocol: Protocol, **fields: object) -> ApprovalRequest:
-        """A request for the exact ``text``: masked for people, digested as it is."""
+    def for_statement(
+        cls,
+        text: str,
+        *,
+        protocol: Protocol,
+        session_id: str,
+        proxy_id: str,
+        identity: str,
+        target: str,
+        database: str = "",
+        kinds: Iterable[str] = (),
+        tables: Iterable[str] = (),
+        rule: str,
+        reason: str = "",
+        approvers: str,
+        timeout_seconds: int,
+        idempotency_key: str,
+    ) -> ApprovalRequest:
+        """A request for the exact ``text``: masked for people, digested as it is (``ValidationError``
+        if a field is out of bounds)."""
         masked = masked_statement(text, protocol)
-        truncated = len(masked) > MAX_STATEMENT
-        return cls.model_validate(
-            {
-                **fields,
-                "protocol": protocol,
-                "statement": masked[:MAX_STATEMENT],
-                "statement_truncated": truncated,
-                "digest": statement_digest(text),
-            }
-        )
+        return cls(
+            session_id=session_id, proxy_id=proxy_id, identity=identity, protocol=protocol, target=target,
+            database=database, statement=masked[:MAX_STATEMENT], statement_truncated=len(masked) > MAX_STATEMENT,
+            digest=statement_digest(text), kinds=sorted(set(kinds)), tables=sorted({t.lower() for t in tables}),
+            rule=rule, reason=reason[:1024], approvers=approvers, timeout_seconds=timeout_seconds,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
 
     def derive_approval_id(self) -> str:
         """The approval's id, derived from the idempotency key, so a retry lands on the same item."""
