@@ -229,6 +229,7 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
         "recording": binding.recording,
         "retention_days": binding.retention_days,
         "masking": policy.masking_for(binding),
+        "approvals": policy.approvals.grant() if policy.approvals else None,
     }
     if isinstance(target, SshTargetSpec):
         backend: BackendRef | SshBackendRef | KubernetesBackendRef = SshBackendRef(

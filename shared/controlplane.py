@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag
 
+from shared.approvals.policy import ApprovalsGrant
 from shared.k8s.policy import KubernetesAccess, KubernetesGuardrails
 from shared.masking.rules import MaskingPolicy
 from shared.pg.sql.rules import GuardrailsPolicy
@@ -126,6 +127,8 @@ class Grant(_Model):
     ssh: SshGuardrails | None = None
     kubernetes_access: KubernetesAccess | None = None
     kubernetes: KubernetesGuardrails | None = None
+    # How held statements are asked for (channel, timeout, allowances); None: no approvals section.
+    approvals: ApprovalsGrant | None = None
     # The Airlock key the session authenticated with (auth_method "key"): reauthorize re-checks it.
     key_id: str | None = None
 

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from . import sessions_cli
-from .environment import use_local_stack
+from . import approvals_cli, sessions_cli
+from .environment import load_stack, use_local_stack
 
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
-
-
-def _load_stack(state_dir: Path) -> dict[str, Any]:
-    path = state_dir / "stack.json"
-    if not path.exists():
-        sys.exit(f"airlock: no local stack at {path}; start one with `make up` (airlock dev up)")
-    info: dict[str, Any] = json.loads(path.read_text())
-    return info
 
 
 # ---------------------------------------------------------------------- dev
@@ -48,9 +38,12 @@ Airlock local stack is up (Ctrl-C or `airlock dev down` stops it).
   proxy        127.0.0.1:{port}  (TLS; dev CA in {info['tls_ca']})
   target       {info['target']['host']}:{info['target']['port']} (embedded PostgreSQL, database demo)
   AWS          {info['aws_endpoint']}   Lambda {info['lambda_endpoint']}   OIDC {info['oidc_issuer']}
+  Slack        {info['slack']['url']} (stand-in, channel {info['slack']['channel']})   HTTP API {info['http_api']}
 Connect as the nightly CI job:
   psql "host=127.0.0.1 port={port} dbname=demo user=ci-nightly sslmode=require password=$(airlock dev token ci-nightly)"
 or in one step:  airlock dev psql ci-nightly      (also: contractor)
+Held statements (e.g. DELETE FROM customers WHERE id = 42):  airlock dev approvals
+  then:  airlock dev approvals click <apr_...> approve      (or: airlock approvals approve <apr_...> --as U0DEMODANA)
 Offboard the contractor:  airlock identity revoke contractor
 """, flush=True)
         while not stopping:
@@ -64,7 +57,7 @@ Offboard the contractor:  airlock identity revoke contractor
 
 
 def dev_down(args: argparse.Namespace) -> None:
-    info = _load_stack(args.state_dir)
+    info = load_stack(args.state_dir)
     pid = int(info["pid"])
     try:
         os.kill(pid, signal.SIGTERM)
@@ -92,7 +85,7 @@ def mint_dev_token(state_dir: Path, identity: str, ttl_seconds: int = 900) -> st
 
     from airlock.oidc_issuer import IssuerKeys
 
-    info = _load_stack(state_dir)
+    info = load_stack(state_dir)
     policy = yaml.safe_load((state_dir / "policy.yaml").read_text())
     spec = policy.get("identities", {}).get(identity)
     if spec is None:
@@ -114,7 +107,7 @@ def dev_psql(args: argparse.Namespace) -> None:
     from .devstack.postgres import EmbeddedPostgres
     from .devstack.tunnel import TlsTunnel
 
-    info = _load_stack(args.state_dir)
+    info = load_stack(args.state_dir)
     token = mint_dev_token(args.state_dir, args.identity)
     psql = os.environ.get("AIRLOCK_PSQL") or info["psql"]
     env = {**os.environ, "PGPASSWORD": token}
@@ -210,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--ttl-days", type=int, default=30)
     issue.set_defaults(func=keys_issue)
     sessions_cli.register(commands)
+    approvals_cli.register(commands, dev)
     return parser
 
 

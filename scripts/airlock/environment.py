@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 
 def use_local_stack(state_dir: Path) -> None:
@@ -15,3 +17,12 @@ def use_local_stack(state_dir: Path) -> None:
     if path.exists():
         for key, value in json.loads(path.read_text()).get("env", {}).items():
             os.environ.setdefault(key, value)
+
+
+def load_stack(state_dir: Path) -> dict[str, Any]:
+    """The running local stack's ``stack.json`` (endpoints, ports, the target's DSN)."""
+    path = state_dir / "stack.json"
+    if not path.exists():
+        sys.exit(f"airlock: no local stack at {path}; start one with `make up` (airlock dev up)")
+    info: dict[str, Any] = json.loads(path.read_text())
+    return info

@@ -15,7 +15,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -174,9 +174,12 @@ def render_table(rows: list[Any]) -> str:
                 _size(c.bytes_proxy_to_agent),
             )
         )
-    if len(table) == 1:
-        return "no sessions"
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return align(table) if len(table) > 1 else "no sessions"
+
+
+def align(table: Sequence[Sequence[str]]) -> str:
+    """Rows as columns padded to their widest cell (the first row is the header)."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table)
 
 

@@ -23,11 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from shared.approvals.policy import ApprovalsPolicy, Member
 from shared.controlplane import BackendTLS, RecordingMode
 from shared.guard.verdict import Action
 from shared.k8s.policy import KubernetesAccess, KubernetesGuardrails, KubernetesTargetSpec
 from shared.masking.rules import MaskingPolicy
-from shared.pg.sql.rules import GuardrailsPolicy
+from shared.pg.sql.rules import GuardrailsPolicy, RuleMatch
 from shared.ssh.policy import SshAccess, SshGuardrails, SshTargetSpec
 
 SCHEMA_VERSION = 1
@@ -72,6 +73,9 @@ class IdentitySpec(_Strict):
     oidc: OidcMatch | None = None
     # True: the identity may authenticate with Airlock-issued keys (``airlock keys issue``).
     keys: bool = False
+    # The humans answerable for this identity (Slack user ids / e-mails): none of them may approve its
+    # held statements.
+    owners: list[Member] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _has_a_way_in(self) -> IdentitySpec:
@@ -91,13 +95,6 @@ class TargetSpec(_Strict):
     tls: BackendTLS = BackendTLS.PREFER
     tls_ca_pem: str | None = None
     databases: list[Name] = Field(min_length=1)
-
-
-class ApprovalsSection(_Strict):
-    """Where held statements are routed for approval. Later work adds approvers and timeouts."""
-
-    slack_channel: str | None = None
-    sns_topic_arn: str | None = None
 
 
 def _engine(value: Any) -> str:
@@ -169,7 +166,8 @@ class Policy(_Strict):
     guardrails: GuardrailsPolicy | None = None
     # Result masking (docs/policy.md); absent: results are not masked.
     masking: MaskingPolicy | None = None
-    approvals: ApprovalsSection | None = None
+    # Where held statements are announced and who decides them (docs/policy.md); needed by any hold.
+    approvals: ApprovalsPolicy | None = None
     # Rules for SSH commands and Kubernetes API requests (absent: not judged).
     ssh: SshGuardrails | None = None
     kubernetes: KubernetesGuardrails | None = None
@@ -202,9 +200,51 @@ class Policy(_Strict):
                     dup = f"{b.identity}/{b.target}/{db}"
                     problems.append(f"{where}: duplicates bindings[{seen[key]}] for {dup}")
                 seen.setdefault(key, i)
+        problems.extend(self._hold_problems())
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _hold_problems(self) -> list[str]:
+        """Every hold must reach someone who may approve it: a group that exists, has members who are
+        not all owners of an identity the hold applies to, and a channel (Slack or SNS) to reach them."""
+        if self.guardrails is None:
+            return []
+        holds: list[tuple[str, str | None, RuleMatch | None]] = [
+            (f"guardrails.rules[{i}] ({rule.name!r})", rule.approvers, rule.match)
+            for i, rule in enumerate(self.guardrails.rules)
+            if rule.action is Action.HOLD
+        ]
+        holds += [(f"guardrails.{field}", None, None) for field in ("default", "unknown")
+                  if getattr(self.guardrails, field) is Action.HOLD]  # fmt: skip
+        problems = [
+            f"guardrails.rules[{i}] ({rule.name!r}): approvers only apply to hold rules (action is {rule.action})"
+            for i, rule in enumerate(self.guardrails.rules)
+            if rule.approvers is not None and rule.action is not Action.HOLD
+        ]
+        approvals = self.approvals
+        for where, named, match in holds:
+            if approvals is None:
+                problems.append(f"{where}: action hold needs an 'approvals' section (approver groups, a channel)")
+                continue
+            group = named or approvals.default_approvers
+            if group is None:
+                problems.append(f"{where}: holds for approval but names no approver group "
+                                "(set 'approvers' on the rule or approvals.default_approvers)")  # fmt: skip
+            elif group not in approvals.approver_groups:
+                problems.append(f"{where}: unknown approver group {group!r}")
+            elif not approvals.approver_groups[group]:
+                problems.append(f"{where}: approver group {group!r} has no members")
+            elif not approvals.reachable:
+                problems.append(f"{where}: approvals has neither slack_channel nor sns_topic_arn, "
+                                f"so approver group {group!r} cannot be asked")  # fmt: skip
+            else:
+                members = approvals.members(group)
+                for name, spec in self.identities.items():
+                    if (match is None or match.in_scope(name, None, None)) and members <= set(spec.owners):
+                        problems.append(f"{where}: every member of approver group {group!r} owns identity "
+                                        f"{name!r}, so its held statements could never be approved")  # fmt: skip
+        return problems
 
     def guardrails_for(self, binding: Binding) -> GuardrailsPolicy | None:
         """The guardrails a session under ``binding`` runs with: the policy's, with the binding's overrides."""

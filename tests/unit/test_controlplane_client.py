@@ -8,22 +8,23 @@ from typing import Any
 import pytest
 
 from proxy.controlplane import ControlPlaneClient
+from proxy.invoke import LambdaInvoker
 
 
 def test_one_client_made_once_and_shared_by_every_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # making a client reads configuration only
     made: list[Any] = []
-    original = ControlPlaneClient._lambda
+    original = LambdaInvoker._lambda
 
-    def counting(self: ControlPlaneClient) -> Any:
+    def counting(self: LambdaInvoker) -> Any:
         client = original(self)
         made.append(client)
         return client
 
-    monkeypatch.setattr(ControlPlaneClient, "_lambda", counting)
+    monkeypatch.setattr(LambdaInvoker, "_lambda", counting)
     cp = ControlPlaneClient("airlock-authorize", timeout=1.0)
     cp.warm()
-    threads = [threading.Thread(target=cp._lambda) for _ in range(8)]
+    threads = [threading.Thread(target=cp.invoker._lambda) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:

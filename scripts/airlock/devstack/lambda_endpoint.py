@@ -83,7 +83,7 @@ def _error_document(error: BaseException, request_id: str) -> dict[str, Any]:
 
 
 @dataclass
-class _Functions:
+class Functions:
     """Functions by name, their handlers imported on first use."""
 
     by_name: Mapping[str, LambdaFunction]
@@ -132,9 +132,11 @@ def _aws_error(status: int, error_type: str, message: str) -> web.Response:
     )
 
 
-def create_app(resources: StackResources, executor: ThreadPoolExecutor) -> web.Application:
+def create_app(
+    resources: StackResources, executor: ThreadPoolExecutor, functions: Functions | None = None
+) -> web.Application:
     """The aiohttp application serving ``resources``' functions through ``executor``."""
-    functions = _Functions(resources.functions)
+    functions = functions or Functions(resources.functions)
     background: set[asyncio.Future[bytes]] = set()
 
     async def invoke(request: web.Request) -> web.StreamResponse:
@@ -220,9 +222,23 @@ class LambdaEndpoint:
     _thread: threading.Thread
     _executor: ThreadPoolExecutor
     _saved_environment: dict[str, str | None]
+    _resources: StackResources
+    _functions: Functions
+    _more_runners: list[web.AppRunner] = field(default_factory=list)
+
+    def serve_http_api(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Also serve the template's HTTP API routes (payload 2.0 events, same handlers); returns its URL."""
+        from .http_api import create_http_api_app
+
+        runner = web.AppRunner(create_http_api_app(self._resources, self._functions, self._executor), access_log=None)
+        url = asyncio.run_coroutine_threadsafe(_start_site(runner, host, port), self._loop).result(timeout=10)
+        self._more_runners.append(runner)
+        return url
 
     def stop(self) -> None:
         """Stop serving and restore the environment variables that start-up replaced."""
+        for runner in self._more_runners:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(timeout=10)
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
@@ -243,19 +259,19 @@ def start_lambda_endpoint(
     os.environ.update(environment)
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lambda")
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(resources, executor), access_log=None)
-
-    async def start() -> str:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
-        return f"http://{bound_host}:{bound_port}"
-
+    functions = Functions(resources.functions)
+    runner = web.AppRunner(create_app(resources, executor, functions), access_log=None)
     thread = threading.Thread(target=loop.run_forever, name="lambda-endpoint", daemon=True)
     thread.start()
-    url = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
-    return LambdaEndpoint(url, loop, runner, thread, executor, saved)
+    url = asyncio.run_coroutine_threadsafe(_start_site(runner, host, port), loop).result(timeout=10)
+    return LambdaEndpoint(url, loop, runner, thread, executor, saved, resources, functions)
+
+
+async def _start_site(runner: web.AppRunner, host: str, port: int) -> str:
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    return f"http://{bound_host}:{bound_port}"
 
 
 async def _serve(resources: StackResources, host: str, port: int) -> None:

@@ -1,16 +1,18 @@
 """Create the control plane's data resources from ``template.yaml`` itself, through boto3.
 
-Tables (keys, GSIs, billing, TTL, PITR, SSE), the Object Lock bucket, the KMS signing key and its
-alias, and SNS topics are created from their own ``Properties``, so the local stack cannot drift from
-the template. Whatever endpoint the environment points boto3 at (``AWS_ENDPOINT_URL``) receives them.
-Re-running against existing resources is a no-op that returns the same ``StackResources``. Resources the
-local stack does not emulate (IAM, ECS, load balancers, ...) are skipped; ``AWS::Serverless::Function``
-resources are not created but described, for the local Lambda endpoint.
+Tables (keys, GSIs, billing, TTL, PITR, SSE), the Object Lock bucket, the KMS signing key and its alias,
+SNS topics and Secrets Manager secrets are created from their own ``Properties``, so the local stack
+cannot drift from the template. Whatever endpoint the environment points boto3 at (``AWS_ENDPOINT_URL``)
+receives them. Re-running against existing resources is a no-op that returns the same
+``StackResources``. Resources the local stack does not emulate (IAM, ECS, load balancers, ...) are
+skipped; ``AWS::Serverless::Function`` resources are not created but described, for the local Lambda
+endpoint, together with their ``HttpApi`` events (routes), for the local HTTP API endpoint.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,8 @@ class LambdaFunction:
     memory_mb: int
     timeout_seconds: int
     environment: Mapping[str, str]
+    # ``HttpApi`` events: (API logical id, method, path) served by the local HTTP API endpoint.
+    http_routes: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +279,41 @@ def _topic(session: boto3.session.Session, r: Resolver, logical_id: str, props: 
     r.attributes[(logical_id, "TopicName")] = name
 
 
+# -- Secrets Manager
+
+
+def _secret(session: boto3.session.Session, r: Resolver, logical_id: str, props: Any) -> None:
+    p = r.resolve(props)
+    client = session.client("secretsmanager")
+    name = p.get("Name") or f"{r.stack_name}/{logical_id}"
+    try:
+        arn = client.describe_secret(SecretId=name)["ARN"]  # idempotent: never replace a value
+    except client.exceptions.ResourceNotFoundException:
+        value = _generated(p["GenerateSecretString"]) if "GenerateSecretString" in p else p.get("SecretString")
+        request: dict[str, Any] = {"Name": name, "SecretString": value or ""}
+        if "Description" in p:
+            request["Description"] = p["Description"]
+        arn = client.create_secret(**request)["ARN"]
+    r.refs[logical_id] = arn  # Ref of a secret is its ARN
+    r.attributes[(logical_id, "Id")] = arn
+
+
+def _generated(spec: Mapping[str, Any]) -> str:
+    """What Secrets Manager's GenerateSecretString makes: a random string, or a JSON template with one."""
+    password = secrets.token_hex(int(spec.get("PasswordLength", 32)) // 2)
+    if "SecretStringTemplate" not in spec:
+        return password
+    return json.dumps({**json.loads(spec["SecretStringTemplate"]), spec["GenerateStringKey"]: password})
+
+
+# -- HTTP APIs (described: the local HTTP API endpoint serves their routes)
+
+
+def _http_api(session: boto3.session.Session, r: Resolver, logical_id: str, props: Any) -> None:
+    # The API id is what Ref gives; the local stack's endpoint URL replaces the execute-api one.
+    r.refs[logical_id] = f"local{logical_id.lower()}"
+
+
 # -- Lambda (described, not created: the local Lambda endpoint serves them)
 
 
@@ -297,6 +336,12 @@ def _describe_function(
         **defaults.get("Environment", {}).get("Variables", {}),
         **props.get("Environment", {}).get("Variables", {}),
     }
+    routes = tuple(
+        (str(event["Properties"]["ApiId"].get("Ref", "")), str(event["Properties"]["Method"]).upper(),
+         str(event["Properties"]["Path"]))
+        for event in props.get("Events", {}).values()
+        if event.get("Type") == "HttpApi"
+    )  # fmt: skip
     return LambdaFunction(
         logical_id=logical_id,
         name=r.refs[logical_id],
@@ -306,6 +351,7 @@ def _describe_function(
         memory_mb=int(setting("MemorySize", 128)),
         timeout_seconds=int(setting("Timeout", 3)),
         environment=MappingProxyType({k: r.resolve_str(v) for k, v in variables.items()}),
+        http_routes=routes,
     )
 
 
@@ -326,6 +372,8 @@ _CREATORS: dict[str, _Creator] = {
     "AWS::DynamoDB::Table": _table,
     "AWS::S3::Bucket": _bucket,
     "AWS::SNS::Topic": _topic,
+    "AWS::SecretsManager::Secret": _secret,
+    "AWS::Serverless::HttpApi": _http_api,
     "AWS::Serverless::Function": _function_name,
 }
 _ORDER = tuple(_CREATORS)

@@ -2,13 +2,16 @@
 
 Order: local AWS endpoint (moto) -> resources provisioned from template.yaml -> embedded PostgreSQL
 seeded with the demo database -> the backend credential in Secrets Manager -> local OIDC issuer ->
-demo policy pushed, demo key issued -> the real Lambda handlers behind a local Invoke endpoint -> the
-proxy as its own process (as on ECS), configured only through its environment. ``.airlock/stack.json``
-tells clients where everything is.
+the Slack stand-in (its bot token and signing secret in the template's Slack secret) and an SQS queue
+subscribed to the approvals topic -> demo policy pushed, demo key issued -> the real Lambda handlers
+behind a local Invoke endpoint and a local HTTP API (Slack interactivity, SNS links) -> the proxy as its
+own process (as on ECS), configured only through its environment. ``.airlock/stack.json`` tells
+clients where everything is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -28,6 +31,7 @@ from .aws import MotoEndpoint, aws_env, start_moto
 from .lambda_endpoint import LambdaEndpoint, start_lambda_endpoint
 from .postgres import EmbeddedPostgres
 from .provision import StackResources, provision
+from .slack_standin import RunningSlack, SlackUser, start_slack_standin
 from .tls import ensure_dev_certificate
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,6 +42,15 @@ TARGET_SECRET = "airlock/targets/demo"
 MASKING_KEY_SECRET = "airlock/masking-token-key"
 DEMO_TARGET = "demo"
 DEMO_DATABASE = "demo"
+DEMO_SLACK_CHANNEL = "#db-approvals"
+# Who the Slack stand-in knows. dana approves; oscar approves too but owns ci-nightly (so never approves
+# its requests); gus is in no approver group. demo_policy.yaml names them.
+DEMO_SLACK_USERS = [
+    SlackUser("U0DEMODANA", "dana", "dana@example.com", "Dana (DBA)"),
+    SlackUser("U0DEMOOSCAR", "oscar", "oscar@example.com", "Oscar (owns ci-nightly)"),
+    SlackUser("U0DEMOGUS", "gus", "gus@example.com", "Gus (not an approver)"),
+]
+SNS_INBOX_QUEUE = "approvals-inbox"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -60,6 +73,9 @@ class DevStack:
     postgres: EmbeddedPostgres | None = None
     issuer: Any = None
     lambda_endpoint: LambdaEndpoint | None = None
+    slack: RunningSlack | None = None
+    http_api_url: str = ""
+    sns_inbox_url: str = ""
     proxy: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -92,10 +108,12 @@ class DevStack:
         self._put_secret(MASKING_KEY_SECRET, secrets.token_urlsafe(32), replace=False)
 
         self.issuer = start_issuer(self.state_dir / "issuer")
+        self._start_approvals()
         policy_path = self.state_dir / "policy.yaml"
         policy_path.write_text(
             Template(DEMO_POLICY.read_text()).substitute(
-                ISSUER_URL=self.issuer.url, TARGET_PORT=self.postgres.port, GRANT_TTL=self.grant_ttl_seconds
+                ISSUER_URL=self.issuer.url, TARGET_PORT=self.postgres.port, GRANT_TTL=self.grant_ttl_seconds,
+                SLACK_CHANNEL=DEMO_SLACK_CHANNEL, APPROVALS_TOPIC_ARN=self.resources.physical_ids["ApprovalsTopic"],
             )
         )
         version = admin.push_policy(policy_path)
@@ -106,6 +124,9 @@ class DevStack:
         contractor_key.write_text(admin.issue_key("contractor", ttl_days=30))
 
         self.lambda_endpoint = start_lambda_endpoint(self.resources)
+        self.http_api_url = self.lambda_endpoint.serve_http_api()
+        # After the endpoint applied the template's environment: SNS links point at the local HTTP API.
+        os.environ.update(self._approvals_env())
         self._start_proxy()
         info = {
             "proxy": {"host": "127.0.0.1", "port": self.proxy_port,
@@ -115,6 +136,12 @@ class DevStack:
             "target": {"dsn": self.postgres.dsn(DEMO_DATABASE), "host": "127.0.0.1", "port": self.postgres.port},
             "aws_endpoint": self.moto.url,
             "lambda_endpoint": self.lambda_endpoint.url,
+            "http_api": self.http_api_url,
+            "slack": {"url": self.slack.url if self.slack else "", "api_url": self.slack.api_url if self.slack else "",
+                      "channel": DEMO_SLACK_CHANNEL, "users": [dataclasses.asdict(u) for u in DEMO_SLACK_USERS]},
+            "approvals": {"function": self.resources.physical_ids["ApprovalsFunction"],
+                          "slack_secret": self.resources.physical_ids["SlackAppSecret"],
+                          "sns_inbox_queue_url": self.sns_inbox_url},
             "oidc_issuer": self.issuer.url,
             "database": DEMO_DATABASE,
             "target_name": DEMO_TARGET,
@@ -123,7 +150,7 @@ class DevStack:
             "tls_ca": str(self.state_dir / "tls" / "ca.pem"),
             "psql": psql_binary(),
             "pid": os.getpid(),
-            "env": {**self.env, **self._control_plane_env()},
+            "env": {**self.env, **self._control_plane_env(), **self._approvals_env()},
         }
         staging = self.stack_file.with_suffix(".tmp")
         staging.touch(mode=0o600)
@@ -135,6 +162,31 @@ class DevStack:
         assert self.resources is not None
         env = dict(next(iter(self.resources.functions.values())).environment)
         return {k: v for k, v in env.items() if k.startswith("AIRLOCK_")}
+
+    def _start_approvals(self) -> None:
+        """The Slack stand-in (and the Slack app secret it answers to), and an SQS inbox on the SNS topic."""
+        assert self.resources is not None
+        credentials = {"bot_token": f"xoxb-local-{secrets.token_hex(12)}", "signing_secret": secrets.token_hex(16)}
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=self.resources.physical_ids["SlackAppSecret"], SecretString=json.dumps(credentials)
+        )
+        self.slack = start_slack_standin(credentials["bot_token"], DEMO_SLACK_USERS)
+        sqs, sns = boto3.client("sqs"), boto3.client("sns")
+        self.sns_inbox_url = sqs.create_queue(QueueName=f"{self.stack_name}-{SNS_INBOX_QUEUE}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.sns_inbox_url, AttributeNames=["QueueArn"])
+        sns.subscribe(TopicArn=self.resources.physical_ids["ApprovalsTopic"], Protocol="sqs",
+                      Endpoint=queue_arn["Attributes"]["QueueArn"])  # fmt: skip
+
+    def _approvals_env(self) -> dict[str, str]:
+        """What the approvals handlers, the CLI and the proxy need beyond the control plane's names."""
+        assert self.resources is not None
+        env = self.resources.function_environment("ApprovalsFunction")
+        return {
+            **{k: v for k, v in env.items() if k.startswith("AIRLOCK_")},
+            "AIRLOCK_APPROVALS_FUNCTION": self.resources.physical_ids["ApprovalsFunction"],
+            "AIRLOCK_APPROVALS_PUBLIC_URL": self.http_api_url,
+            "AIRLOCK_SLACK_API_URL": self.slack.api_url if self.slack else "",
+        }
 
     def _put_secret(self, name: str, value: str, *, replace: bool = True) -> None:
         client = boto3.client("secretsmanager")
@@ -165,6 +217,7 @@ class DevStack:
             **self._control_plane_env(),
             "AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint.url,
             "AIRLOCK_AUTHORIZE_FUNCTION": self.resources.physical_ids["AuthorizeFunction"],
+            **self._approvals_env(),
             "AIRLOCK_PROXY_LISTEN_HOST": "127.0.0.1",
             "AIRLOCK_PROXY_TLS_CERT": str(cert),
             "AIRLOCK_PROXY_TLS_KEY": str(key),
@@ -192,6 +245,8 @@ class DevStack:
         self.stop_proxy()
         if self.lambda_endpoint:
             self.lambda_endpoint.stop()
+        if self.slack:
+            self.slack.stop()
         if self.issuer:
             self.issuer.stop()
         if self.postgres:

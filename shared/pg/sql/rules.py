@@ -119,6 +119,8 @@ class GuardRule(_Strict):
     action: Action
     # Shown to the agent with a deny or hold: say what to do instead.
     reason: str = ""
+    # A hold rule's approver group (policy ``approvals.approver_groups``); None: ``approvals.default_approvers``.
+    approvers: str | None = None
 
     def test(self, effect: Effect) -> Match:
         return self.match.test(effect)
