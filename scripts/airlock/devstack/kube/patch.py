@@ -158,7 +158,7 @@ def _apply_order(items: list[Any], order: list[Any], schema: Schema | None) -> l
     def identity(item: Any) -> Any:
         return item.get(key) if key and isinstance(item, dict) else item
 
-    rank = {repr(value): i for i, value in enumerate(order)}
+    rank = {repr(identity(value)): i for i, value in enumerate(order)}
     ordered = sorted((i for i in items if repr(identity(i)) in rank), key=lambda i: rank[repr(identity(i))])
     others = [i for i in items if repr(identity(i)) not in rank]
     return ordered + others
