@@ -10,10 +10,17 @@ other gets 403 naming what it may not impersonate. Groups without a user is an e
 The impersonated user gets ``system:authenticated`` (and the ServiceAccount groups for
 ``system:serviceaccount:<ns>:<name>``).
 
-Authorization (a small RBAC, documented in the stand-in's README section of the package docstring):
-non-resource requests (discovery, OpenAPI, version) are allowed to every authenticated user; resource
-requests are allowed when a rule names the user or one of its groups, the verb, the resource (with
-``/subresource``) and, when the rule lists namespaces, the namespace. ``system:masters`` may do everything.
+Authorization, a small stand-in for RBAC: non-resource requests (discovery, OpenAPI, version) are allowed to
+every authenticated user; resource requests are allowed when a rule names the user or one of its groups, the
+verb, the resource (with ``/subresource``) and, when the rule lists namespaces, the namespace. The verb is the
+request-info verb: exec over WebSocket is a ``get`` of ``pods/exec``, over SPDY a ``create``. Default rules
+(``rules.json`` in the state directory replaces them): ``system:masters`` may do everything; ``airlock:view``
+may get, list and watch namespaces, pods, pods/log, configmaps, deployments and serviceaccounts (not secrets);
+``airlock:edit`` may also do anything to pods (exec included), configmaps, secrets, deployments,
+serviceaccounts and serviceaccount tokens. The static tokens (``tokens.json``) are ``admin``
+(kubernetes-admin, system:masters, may impersonate), ``gateway`` (a ServiceAccount-like identity with no
+rights of its own that may impersonate: the credential a gateway holds) and ``viewer`` (airlock:view, may not
+impersonate).
 """
 
 from __future__ import annotations

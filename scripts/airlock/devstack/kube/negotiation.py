@@ -65,7 +65,7 @@ def negotiate(header: str | None, *, allow_conversion: bool = True) -> Represent
     if not ranges:
         return Representation(JSON)
     for media in ranges:
-        if media.type in (PROTOBUF, "application/cbor", "application/vnd.kubernetes.protobuf;stream=watch"):
+        if media.type in (PROTOBUF, "application/cbor"):
             continue
         convert = media.param("as")
         if convert:

@@ -32,14 +32,21 @@ class PatchError(ValueError):
 
 
 def json_patch(document: Obj, operations: Any) -> Obj:
-    if not isinstance(operations, list):
+    if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
         raise PatchError("json: cannot unmarshal object into Go value of type jsonpatch.Patch", 400)
-    try:
-        result = jsonpatch.JsonPatch(operations).apply(document)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
-        raise PatchError(str(e)) from e
-    except (TypeError, KeyError, AttributeError, ValueError) as e:
-        raise PatchError(f"invalid JSON patch: {e}", 400) from e
+    result: Any = document
+    for operation in operations:  # one at a time, so an error can name the operation that failed
+        op, path = operation.get("op"), operation.get("path")
+        try:
+            result = jsonpatch.JsonPatch([operation]).apply(result)
+        except jsonpatch.JsonPatchTestFailed as e:
+            raise PatchError(f"testing value {path} failed: test failed") from e
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
+            if op not in ("add", "remove", "replace", "move", "copy", "test"):
+                raise PatchError(f"Unexpected kind: {op}", 400) from e
+            raise PatchError(f'{op} operation does not apply: doc is missing path: "{path}": missing value') from e
+        except (TypeError, KeyError, AttributeError, ValueError) as e:
+            raise PatchError(f"invalid JSON patch operation {operation}: {e}", 400) from e
     if not isinstance(result, dict):
         raise PatchError("the patch did not produce an object")
     return result

@@ -10,7 +10,6 @@ InternalError when the command could not be started.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,15 +105,3 @@ def negotiate(offered: list[str]) -> str:
 
 def split_header(values: list[str]) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
-
-
-Sender = Callable[[int, bytes], Awaitable[None]]
-ProcessStarter = Callable[[ExecOptions, "tuple[int, int] | None"], Awaitable[Any]]
-
-
-def headers_list(headers: Mapping[str, str] | MultiMapping[str], name: str) -> list[str]:
-    getall = getattr(headers, "getall", None)
-    if getall is not None:
-        return list(getall(name, []))
-    value = headers.get(name)
-    return [value] if value else []

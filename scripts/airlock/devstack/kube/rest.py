@@ -83,6 +83,8 @@ class ResourceHandler:
         name = "" if info.name_from_selector else info.name
         if info.verb in ("list", "watch") or (info.verb == "get" and not name):
             return await self._collection_read(request, info, rt, namespace)
+        if info.verb in ("create", "update", "patch") and (info.verb == "create") == bool(name):
+            raise method_not_allowed()  # POST to an item, PUT or PATCH to a collection
         representation = negotiate(request.headers.get("Accept"))
         query = request.query
         dry_run = _dry_run(query)

@@ -2,7 +2,7 @@
 
 Each served kind is described down to every field name of the structs kubectl manifests commonly carry
 (ObjectMeta, PodSpec, Container, DeploymentSpec, ...), with the real patch strategies, merge keys and list
-types of Kubernetes' Go types. Below that, values are free-form objects (``FREE``): accepted as they are,
+types of Kubernetes' Go types. Below that, values are free-form objects: accepted as they are,
 merged as plain maps, and never reported as unknown fields. The same model renders OpenAPI v2/v3, drives
 strategic merge patch and server-side apply, and finds unknown fields for ``fieldValidation``.
 """
@@ -46,9 +46,6 @@ class Definition:
     required: tuple[str, ...] = ()
     gvk: tuple[str, str, str] | None = None  # (group, version, kind)
     patch_strategy: str = ""
-
-
-FREE = Schema("object")
 
 
 def string(description: str = "", fmt: str = "") -> Schema:

@@ -14,7 +14,6 @@ behind (the client then re-lists, as with a real server).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -86,7 +85,11 @@ class WatchStream:
     def _event(self, kind: str, obj: Obj) -> bytes:
         rt = self.request.rt
         body: Obj
-        if self.request.representation.convert == "Table" and kind in ("ADDED", "MODIFIED", "DELETED"):
+        convert = self.request.representation.convert
+        if convert.startswith("PartialObjectMetadata") and kind != "ERROR":
+            body = {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{self.request.representation.version}",
+                    "metadata": obj.get("metadata", {})}
+        elif convert == "Table" and kind in ("ADDED", "MODIFIED", "DELETED"):
             meta = obj.get("metadata", {})
             body = to_table(rt, [obj], {"resourceVersion": meta.get("resourceVersion", "")},
                             include_object=self.request.include_object, no_headers=self._headers_sent,
@@ -151,8 +154,6 @@ class WatchStream:
                     next_bookmark = time.monotonic() + self.bookmark_interval
             await response.write_eof()
             return response
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
         finally:
             store.stop_watching(watcher)
 
