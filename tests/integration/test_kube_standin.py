@@ -73,7 +73,7 @@ def test_aggregated_discovery_is_negotiated(wire: KubeWire) -> None:
             f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
         body = json.loads(response.read())
         assert body["apiVersion"] == f"apidiscovery.k8s.io/{version}"
-        [apps] = body["items"]
+        [apps] = [group for group in body["items"] if group["metadata"]["name"] == "apps"]
         resources = {r["resource"]: r for r in apps["versions"][0]["resources"]}
         assert resources["deployments"]["scope"] == "Namespaced"
         again = wire.request("GET", "/apis", headers={"Accept": accept, "If-None-Match": response.headers["ETag"]})
@@ -227,6 +227,13 @@ def test_server_side_apply_owns_fields_and_reports_conflicts(kubectl: Kubectl, t
     managers = {e["manager"]: e["operation"] for e in live["metadata"]["managedFields"]}
     assert managers.get("kubectl") == "Apply" and "kubectl-patch" not in managers
     assert kubectl.ok("diff", "-f", str(file)) == ""  # server-side dry run: nothing to change
+
+
+def test_large_bodies_arrive_whole(kubectl: Kubectl, tmp_path: Path) -> None:
+    (tmp_path / "big.txt").write_text("x" * 300_000)
+    kubectl.ok("create", "configmap", "big", f"--from-file={tmp_path / 'big.txt'}")  # protobuf body
+    kubectl.ok("apply", "-f", "-", stdin=kubectl.ok("get", "configmap", "big", "-o", "yaml"))  # JSON bodies
+    assert len(kubectl.ok("get", "configmap", "big", "-o", "jsonpath={.data.big\\.txt}")) == 300_000
 
 
 def test_dry_run_and_deletecollection(kubectl: Kubectl, wire: KubeWire) -> None:
@@ -412,6 +419,11 @@ def test_tokens_identities_and_impersonation(standin: KubeStandin, configs: dict
 
     gateway = Kubectl(kubectl.binary, configs["gateway"])
     assert gateway.run("get", "pods").returncode == 1  # the gateway itself has no rights, only impersonation
+    whoami = gateway.ok("auth", "whoami", "--as=agent-7", "--as-group=airlock:view").split()
+    assert whoami == ["ATTRIBUTE", "VALUE", "Username", "agent-7", "Groups", "[airlock:view", "system:authenticated]"]
+    assert gateway.ok("auth", "can-i", "list", "pods", "--as=agent-7", "--as-group=airlock:view").strip() == "yes"
+    assert gateway.run("auth", "can-i", "get", "secrets", "--as=agent-7", "--as-group=airlock:view").stdout.strip() \
+        == "no"
     assert WEB_POD in gateway.ok("get", "pods", "--as=agent-7", "--as-group=airlock:view")
     denied = gateway.run("delete", "pod", WEB_POD, "--as=agent-7", "--as-group=airlock:view")
     assert 'User "agent-7" cannot delete resource "pods"' in denied.stderr

@@ -99,6 +99,7 @@ EDIT_RESOURCES = ("pods", "pods/exec", "pods/log", "configmaps", "secrets", "dep
                   "serviceaccounts/token")
 DEFAULT_RULES: tuple[Rule, ...] = (
     Rule(("*",), ("*",), groups=("system:masters",)),
+    Rule(("create",), ("selfsubjectreviews", "selfsubjectaccessreviews"), groups=("system:authenticated",)),
     Rule(("get", "list", "watch"), VIEW_RESOURCES, groups=("airlock:view", "airlock:edit")),
     Rule(("*",), EDIT_RESOURCES, groups=("airlock:edit",)),
 )
@@ -277,6 +278,29 @@ class Authenticator:
         name = "" if info.name_from_selector else info.name
         raise forbidden(qualified, name, f'User "{user.name}" cannot {info.verb} resource "{resource}" in API '
                         f'group "{info.group}" {scope}', group=info.group)
+
+
+def review(kind: str, body: Obj, user: UserInfo, authenticator: Authenticator) -> Obj:
+    """Answer a SelfSubjectReview (who am I, impersonation applied) or a SelfSubjectAccessReview (may I)."""
+    if kind == "SelfSubjectReview":
+        return {"kind": kind, "apiVersion": "authentication.k8s.io/v1", "metadata": {"creationTimestamp": None},
+                "status": {"userInfo": user.to_json()}}
+    spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    assert isinstance(spec, dict)
+    attributes = spec.get("resourceAttributes")
+    allowed = True
+    if isinstance(attributes, dict):
+        info = RequestInfo(path="", verb=str(attributes.get("verb", "")), is_resource=True,
+                           group=str(attributes.get("group", "")), version=str(attributes.get("version", "")),
+                           resource=str(attributes.get("resource", "")),
+                           subresource=str(attributes.get("subresource", "")),
+                           namespace=str(attributes.get("namespace", "")), name=str(attributes.get("name", "")))
+        allowed = any(rule.allows(user, info) for rule in authenticator.rules)
+    status: Obj = {"allowed": allowed}
+    if allowed:
+        status["reason"] = "allowed by a stand-in rule"
+    return {"kind": kind, "apiVersion": "authorization.k8s.io/v1", "metadata": {"creationTimestamp": None},
+            "spec": spec, "status": status}
 
 
 def audit_event(identity: Identity | None, info: RequestInfo, method: str, uri: str, code: int, source: str,

@@ -33,6 +33,8 @@ class ResourceType:
     subresources: tuple[Subresource, ...] = ()
     # The OpenAPI definition name, e.g. io.k8s.api.core.v1.Pod.
     definition: str = ""
+    # A review (SelfSubjectReview, ...): created, answered, never stored.
+    review: bool = False
 
     @property
     def api_version(self) -> str:
@@ -134,8 +136,33 @@ DEPLOYMENTS = ResourceType(
     definition="io.k8s.api.apps.v1.Deployment",
 )
 
-RESOURCE_TYPES: tuple[ResourceType, ...] = (NAMESPACES, PODS, SECRETS, CONFIGMAPS, SERVICEACCOUNTS, DEPLOYMENTS)
-GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"))
+SELF_SUBJECT_REVIEWS = ResourceType(
+    group="authentication.k8s.io",
+    version="v1",
+    kind="SelfSubjectReview",
+    plural="selfsubjectreviews",
+    singular="selfsubjectreview",
+    namespaced=False,
+    verbs=("create",),
+    definition="io.k8s.api.authentication.v1.SelfSubjectReview",
+    review=True,
+)
+SELF_SUBJECT_ACCESS_REVIEWS = ResourceType(
+    group="authorization.k8s.io",
+    version="v1",
+    kind="SelfSubjectAccessReview",
+    plural="selfsubjectaccessreviews",
+    singular="selfsubjectaccessreview",
+    namespaced=False,
+    verbs=("create",),
+    definition="io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+    review=True,
+)
+
+RESOURCE_TYPES: tuple[ResourceType, ...] = (NAMESPACES, PODS, SECRETS, CONFIGMAPS, SERVICEACCOUNTS, DEPLOYMENTS,
+                                            SELF_SUBJECT_REVIEWS, SELF_SUBJECT_ACCESS_REVIEWS)
+GROUP_VERSIONS: tuple[tuple[str, str], ...] = (("", "v1"), ("apps", "v1"), ("authentication.k8s.io", "v1"),
+                                               ("authorization.k8s.io", "v1"))
 
 
 def lookup(group: str, version: str, plural: str) -> ResourceType | None:

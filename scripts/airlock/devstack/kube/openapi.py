@@ -155,6 +155,9 @@ def _paths(types: tuple[ResourceType, ...], v3: bool) -> Obj:
     paths: Obj = {}
     for rt in types:
         base = f"/api/{rt.version}" if not rt.group else f"/apis/{rt.group}/{rt.version}"
+        if rt.review:
+            paths[f"{base}/{rt.plural}"] = {"post": _operation("post", rt, False, v3)}
+            continue
         scoped = f"{base}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced else f"{base}/{rt.plural}"
         params = [_path_parameter("namespace", v3)] if rt.namespaced else []
         collection: Obj = {"get": _operation("list", rt, True, v3), "post": _operation("post", rt, True, v3)}

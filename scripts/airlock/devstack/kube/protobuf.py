@@ -31,6 +31,8 @@ ROOTS = {
     ("v1", "ServiceAccount"): "core.ServiceAccount",
     ("apps/v1", "Deployment"): "apps.Deployment",
     ("authentication.k8s.io/v1", "TokenRequest"): "authn.TokenRequest",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "authn.SelfSubjectReview",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "authz.SelfSubjectAccessReview",
 }
 _INLINE = {"localObjectReference", "volumeSource", "ephemeralContainerCommon"}
 # Pointer fields: present means set, so an explicit zero or false is kept.

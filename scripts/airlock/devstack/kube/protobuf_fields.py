@@ -5,8 +5,8 @@ or another message's name (``core.`` = k8s.io.api.core.v1, ``meta.`` = k8s.io.ap
 Field numbers never change once published, so this table stays valid as Kubernetes adds fields; a field
 added after it was written is not here, and a request that uses one is refused (415), never half-read.
 ``CORE`` lists every message reachable from Pod, Secret, ConfigMap, Namespace and ServiceAccount as of
-Kubernetes 1.15; ``LATER`` adds fields and types from later releases and the apps/v1 and
-authentication.k8s.io/v1 messages the stand-in serves.
+Kubernetes 1.15; ``LATER`` adds fields and types from later releases and the apps/v1, authentication.k8s.io/v1
+and authorization.k8s.io/v1 messages the stand-in serves (``authn.``, ``authz.``).
 """
 
 from __future__ import annotations
@@ -358,6 +358,21 @@ LATER: dict[str, dict[int, Field]] = {
                                4: ("expirationSeconds", INT)},
     "authn.BoundObjectReference": {1: ("kind", S), 2: ("apiVersion", S), 3: ("name", S), 4: ("uid", S)},
     "authn.TokenRequestStatus": {1: ("token", S), 2: ("expirationTimestamp", "meta.Time")},
+    "authn.SelfSubjectReview": {1: ("metadata", "meta.ObjectMeta"), 2: ("status", "authn.SelfSubjectReviewStatus")},
+    "authn.SelfSubjectReviewStatus": {1: ("userInfo", "authn.UserInfo")},
+    "authn.UserInfo": {1: ("username", S), 2: ("uid", S), 3: ("groups", S, REPEATED),
+                       4: ("extra", MAP, "authn.ExtraValue")},
+    "authn.ExtraValue": {1: ("items", S, REPEATED)},
+    "authz.SelfSubjectAccessReview": {1: ("metadata", "meta.ObjectMeta"),
+                                      2: ("spec", "authz.SelfSubjectAccessReviewSpec"),
+                                      3: ("status", "authz.SubjectAccessReviewStatus")},
+    "authz.SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "authz.ResourceAttributes"),
+                                          2: ("nonResourceAttributes", "authz.NonResourceAttributes")},
+    "authz.ResourceAttributes": {1: ("namespace", S), 2: ("verb", S), 3: ("group", S), 4: ("version", S),
+                                 5: ("resource", S), 6: ("subresource", S), 7: ("name", S)},
+    "authz.NonResourceAttributes": {1: ("path", S), 2: ("verb", S)},
+    "authz.SubjectAccessReviewStatus": {1: ("allowed", BOOL), 2: ("reason", S), 3: ("evaluationError", S),
+                                        4: ("denied", BOOL)},
 }
 
 

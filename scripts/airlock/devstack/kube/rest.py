@@ -15,6 +15,7 @@ import yaml
 from aiohttp import web
 
 from . import exec_spdy, exec_ws, logs
+from .auth import Authenticator, Identity, review
 from .cluster import APPLY_PATCH, PATCH_TYPES, Cluster, WriteOptions
 from .containers import ContainerProcess, container_env
 from .kinds import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, ResourceType, lookup
@@ -61,8 +62,9 @@ def status_response(error: ApiError) -> web.Response:
 
 
 class ResourceHandler:
-    def __init__(self, cluster: Cluster, bookmark_interval: float) -> None:
+    def __init__(self, cluster: Cluster, authenticator: Authenticator, bookmark_interval: float) -> None:
         self.cluster = cluster
+        self.authenticator = authenticator
         self.bookmark_interval = bookmark_interval
 
     async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
@@ -88,6 +90,10 @@ class ResourceHandler:
         representation = negotiate(request.headers.get("Accept"))
         query = request.query
         dry_run = _dry_run(query)
+        if rt.review:
+            identity: Identity = request["airlock_identity"]
+            answer = review(rt.kind, await self._object_body(request), identity.effective, self.authenticator)
+            return encode(answer, Representation(representation.media_type), 201)
         if info.verb == "get":
             return self._encode_one(rt, self.cluster.get(rt, namespace, name), representation, request)
         if info.verb == "create":
@@ -321,9 +327,12 @@ async def _read(request: web.Request) -> bytes:
         return cached
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise too_large()
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise too_large()
+    body = bytearray()
+    while chunk := await request.content.read(65536):  # read() returns what has arrived: loop to EOF
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise too_large()
+    raw = bytes(body)
     request["airlock_body"] = raw
     return raw
 

@@ -319,6 +319,19 @@ _define(Definition(AUTHN + "TokenRequest", "TokenRequest requests a token for a 
     "status": free("Status is filled in by the server and indicates whether the token can be authenticated."),
 }, gvk=("authentication.k8s.io", "v1", "TokenRequest")))
 
+_define(Definition("io.k8s.api.authentication.v1.SelfSubjectReview", "SelfSubjectReview contains the user "
+                   "information that the kube-apiserver has about the user making this request.", {
+                       **_object(),
+                       "status": free("Status is filled in by the server with the user attributes."),
+                   }, gvk=("authentication.k8s.io", "v1", "SelfSubjectReview")))
+_define(Definition("io.k8s.api.authorization.v1.SelfSubjectAccessReview", "SelfSubjectAccessReview checks whether "
+                   "or the current user can perform an action.", {
+                       **_object(),
+                       "spec": free("Spec holds information about the request being evaluated."),
+                       "status": free("Status is filled in by the server and indicates whether the request is "
+                                      "allowed or not"),
+                   }, required=("spec",), gvk=("authorization.k8s.io", "v1", "SelfSubjectAccessReview")))
+
 for _kind, _prefix, _group in (("Pod", CORE, ""), ("Secret", CORE, ""), ("ConfigMap", CORE, ""),
                                ("ServiceAccount", CORE, ""), ("Namespace", CORE, ""), ("Deployment", APPS, "apps")):
     _define(Definition(f"{_prefix}{_kind}List", f"{_kind}List is a list of {_kind} objects.", {

@@ -54,7 +54,7 @@ class KubeApiServer:
         self.cluster = cluster
         self.authenticator = authenticator
         self.audit = audit
-        self.resources = ResourceHandler(cluster, bookmark_interval)
+        self.resources = ResourceHandler(cluster, authenticator, bookmark_interval)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._chokepoint], client_max_size=4 * 1024 * 1024)

@@ -139,6 +139,14 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
 }
 
 
+# The API server's default table convertor, for kinds without a printer.
+_DEFAULT: tuple[list[Column], Callable[[Obj], list[Any]]] = (
+    [_NAME, ("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this "
+             "object was created.")],
+    lambda o: [o["metadata"].get("name", ""), o["metadata"].get("creationTimestamp")],
+)
+
+
 def _partial(obj: Obj, version: str) -> Obj:
     return {"kind": "PartialObjectMetadata", "apiVersion": f"meta.k8s.io/{version}", "metadata": obj["metadata"]}
 
@@ -146,7 +154,7 @@ def _partial(obj: Obj, version: str) -> Obj:
 def to_table(rt: ResourceType, objects: list[Obj], list_meta: Obj, *, include_object: str, no_headers: bool,
              version: str = "v1") -> Obj:
     """A Table of ``objects``; ``no_headers`` leaves out the column definitions (later watch events)."""
-    columns, row = _PRINTERS[rt.key]
+    columns, row = _PRINTERS.get(rt.key, _DEFAULT)
     if include_object not in ("", "Metadata", "Object", "None"):
         raise bad_request(f'unrecognized includeObject value: "{include_object}"')
     rows = []
