@@ -102,7 +102,8 @@ class ContainerProcess:
 
     process: asyncio.subprocess.Process
     tty_fd: int | None
-    output: asyncio.Queue[tuple[int, bytes] | None] = field(default_factory=asyncio.Queue)
+    # Bounded: a slow client stops the readers, the pipe fills, the process waits; nothing piles up here.
+    output: asyncio.Queue[tuple[int, bytes] | None] = field(default_factory=lambda: asyncio.Queue(maxsize=16))
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
     _finisher: asyncio.Future[None] | None = None
     _stdin_closed: bool = False

@@ -113,6 +113,7 @@ class SpdyExecSession:
             name = "stdout" if stream == 1 else "stderr"
             if name in self.streams:
                 self._write(self.codec.data_frame(self.streams[name], chunk))
+                await self._drained()
         code = await self.process.wait()
         self._finish(exit_status(code))
 
@@ -124,6 +125,16 @@ class SpdyExecSession:
             if name in self.streams:
                 self._write(self.codec.data_frame(self.streams[name], b"", fin=True))
         self._write(self.codec.goaway_frame(max(self.streams.values(), default=0)))
+
+    async def _drained(self) -> None:
+        """Wait while the client is slow: the process then blocks on its output, memory does not grow."""
+        # aiohttp offers no public drain for a taken-over connection: poll the transport's buffer.
+        while self._backlogged():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    def _backlogged(self) -> bool:
+        transport = self.request.transport
+        return transport is not None and not transport.is_closing() and transport.get_write_buffer_size() > 1 << 20
 
     async def _stdin(self, data: bytes | None) -> None:
         if self.process is None:
