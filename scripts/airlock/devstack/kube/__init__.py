@@ -22,13 +22,17 @@ Served (see each module for the details):
   process in the pod's scratch directory, with a pty for ``tty=true``;
 - TLS with the local stack's dev CA; bearer tokens (static ones from ``tokens.json``, and ServiceAccount
   tokens the stand-in issued); impersonation headers honoured for identities allowed to impersonate and
-  recorded in the audit log; a small rule-based authorization (:mod:`.auth`).
+  recorded in the audit log (``<state>/audit.log``, audit.k8s.io/v1 events); a small rule-based
+  authorization (:mod:`.auth`), answerable through SelfSubjectReview and SelfSubjectAccessReview
+  (``kubectl auth whoami``, ``kubectl auth can-i``);
+- request bodies in JSON, YAML and protobuf (kubectl's typed clients send protobuf: :mod:`.protobuf`).
 
-Deliberately left out: protobuf and CBOR encodings (negotiated away: clients that also accept JSON get
-JSON; protobuf-only clients get 406), controllers (no ReplicaSets; pods are Running at once; deployment
-status reports every replica available), finalizers and graceful deletion (objects go at once), the
-``status``/``scale`` subresources, attach, port-forward, proxy, WebSocket watches, list snapshots for
-``continue`` (later pages read current state), and every other resource type (404).
+Deliberately left out: protobuf and CBOR responses (negotiated away: clients that also accept JSON get JSON,
+as from a server that cannot encode a type as protobuf; protobuf-only clients get 406), controllers (no
+ReplicaSets; pods are Running at once; deployment status reports every replica available), finalizers and
+graceful deletion (objects go at once), the ``status``/``scale`` subresources, attach, port-forward, proxy,
+WebSocket watches, list snapshots for ``continue`` (later pages read current state), and every other resource
+type (404).
 """
 
 from __future__ import annotations

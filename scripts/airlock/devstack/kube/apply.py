@@ -244,7 +244,8 @@ def server_side_apply(live: Obj | None, applied: Obj, manager: str, api_version:
                      if e.get("manager") == manager and e.get("operation") == "Apply"), set())
     others = set().union(*(owned for e, owned in entries
                            if not (e.get("manager") == manager and e.get("operation") == "Apply")))
-    for path in sorted(previous - applied_paths - others, key=len, reverse=True):
+    # Whole list items first (their key fields identify them), then leaves, deepest first.
+    for path in sorted(previous - applied_paths - others, key=lambda p: (p[-1] != ".", -len(p), p)):
         _remove(base, path)
 
     result = _merge(base, applied, schema)
