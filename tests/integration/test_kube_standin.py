@@ -16,6 +16,7 @@ import yaml
 
 from airlock.devstack.kube import KubeStandin, start_kube_standin
 from airlock.devstack.kube.seed import AWS_ACCESS_KEY_ID, TEST_CARD
+from airlock.devstack.kubectl import ensure_helm
 from tests.integration.kube_clients import Kubectl, KubeWire, kubectl_120, kubectl_136
 
 PAYMENTS_POD = "payments-api-7d4b9c6f5-x2x7q"
@@ -263,6 +264,26 @@ def test_strict_field_validation_on_the_server(kubectl: Kubectl, tmp_path: Path)
     assert 'strict decoding error: unknown field "bogus"' in refused.stderr
     warned = kubectl.run("apply", "--validate=warn", "-f", str(tmp_path / "bad.yaml"))
     assert warned.returncode == 0 and 'Warning: unknown field "bogus"' in warned.stderr
+
+
+def test_helm_installs_upgrades_and_uninstalls(kubectl: Kubectl, tmp_path: Path) -> None:
+    """Helm keeps releases in Secrets through client-go's typed client (protobuf bodies, label selectors)."""
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: '{{ .Release.Name }}-cfg'}\n"
+        "data: {greeting: '{{ .Values.greeting }}'}\n")
+    (chart / "values.yaml").write_text("greeting: hello\n")
+    helm = Kubectl(ensure_helm(), kubectl.kubeconfig)
+    assert "STATUS: deployed" in helm.ok("install", "greeter", str(chart))
+    helm.ok("upgrade", "greeter", str(chart), "--set", "greeting=bonjour")
+    assert kubectl.ok("get", "configmap", "greeter-cfg", "-o", "jsonpath={.data.greeting}") == "bonjour"
+    assert kubectl.ok("get", "secrets", "-l", "owner=helm,name=greeter", "-o", "name").split() == [
+        "secret/sh.helm.release.v1.greeter.v1", "secret/sh.helm.release.v1.greeter.v2"]
+    assert helm.ok("uninstall", "greeter").strip() == 'release "greeter" uninstalled'
+    assert kubectl.ok("get", "secrets,configmaps", "-l", "owner=helm", "-o", "name") == ""
+    assert kubectl.run("get", "configmap", "greeter-cfg").returncode == 1
 
 
 # ---------------------------------------------------------------------- watch

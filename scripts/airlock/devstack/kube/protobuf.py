@@ -42,6 +42,7 @@ _KEEP_ZERO = {
     "immutable", "optional", "runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "privileged",
     "allowPrivilegeEscalation", "readOnlyRootFilesystem", "defaultMode", "mode", "priority",
     "shareProcessNamespace", "deletionGracePeriodSeconds", "controller", "blockOwnerDeletion", "tolerationSeconds",
+    "gracePeriodSeconds", "orphanDependents",
 }
 
 
@@ -188,7 +189,8 @@ def decode_object(body: bytes) -> Obj:
     api_version, kind = type_meta.get(1, ""), type_meta.get(2, "")
     if envelope.get(3):
         raise ProtobufError(f"content encoding {bytes(envelope[3]).decode()!r} is not supported")
-    root = ROOTS.get((api_version, kind))
+    # DeleteOptions is registered in every group version.
+    root = ROOTS.get((api_version, kind)) or ("meta.DeleteOptions" if kind == "DeleteOptions" else None)
     if root is None:
         raise ProtobufError(f"{kind} in version {api_version!r} cannot be decoded from protobuf by the stand-in")
     return {"apiVersion": api_version, "kind": kind, **decode_message(bytes(envelope.get(2, b"")), root)}

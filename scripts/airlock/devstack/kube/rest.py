@@ -232,8 +232,11 @@ class ResourceHandler:
         options: Obj = {}
         if raw.strip():
             try:
-                parsed = json.loads(raw)
-            except ValueError as e:
+                if body_media_type(request.headers.get("Content-Type")) == PROTOBUF:
+                    parsed = decode_object(raw)
+                else:
+                    parsed = json.loads(raw)
+            except (ValueError, ProtobufError) as e:
                 raise bad_request(f"couldn't decode DeleteOptions: {e}") from e
             if isinstance(parsed, dict):
                 options = parsed
