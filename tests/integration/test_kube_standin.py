@@ -129,6 +129,34 @@ def test_errors_print_as_kubectl_prints_the_api_servers_status(kubectl: Kubectl)
     assert 'namespaces "default" is forbidden: this namespace may not be deleted' in protected.stderr
 
 
+def test_status_bodies_are_shaped_as_the_api_servers(wire: KubeWire, standin: KubeStandin) -> None:
+    status, missing = wire.json("GET", "/apis/apps/v1/namespaces/prod/deployments/nope")
+    assert (status, missing) == (404, {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": 'deployments.apps "nope" not found', "reason": "NotFound",
+        "details": {"name": "nope", "group": "apps", "kind": "deployments"}, "code": 404})
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "payments-config"}}).encode()
+    status, exists = wire.json("POST", "/api/v1/namespaces/default/configmaps", body=body,
+                               headers={"Content-Type": "application/json"})
+    assert (status, exists["reason"], exists["details"]) == (409, "AlreadyExists",
+                                                             {"name": "payments-config", "kind": "configmaps"})
+    bad = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}).encode()
+    status, invalid = wire.json("POST", "/api/v1/namespaces/default/pods", body=bad,
+                                headers={"Content-Type": "application/json"})
+    assert (status, invalid["reason"], invalid["message"]) == (422, "Invalid",
+                                                               'Pod "p" is invalid: spec.containers: Required value')
+    assert invalid["details"]["causes"] == [{"reason": "FieldValueRequired", "message": "Required value",
+                                             "field": "spec.containers"}]
+    viewer = KubeWire(standin, "viewer")
+    status, refused = viewer.json("GET", "/api/v1/namespaces/prod/secrets/stripe-keys")
+    assert (status, refused["reason"], refused["details"]) == (403, "Forbidden",
+                                                               {"name": "stripe-keys", "kind": "secrets"})
+    anonymous = KubeWire(standin)
+    anonymous.token = "wrong"
+    status, unauthorized = anonymous.json("GET", "/api/v1/pods")
+    assert (status, unauthorized["reason"], unauthorized["message"]) == (401, "Unauthorized", "Unauthorized")
+
+
 def test_list_pages_with_limit_and_continue(wire: KubeWire) -> None:
     status, first = wire.json("GET", "/api/v1/configmaps?limit=2")
     assert status == 200 and len(first["items"]) == 2 and first["metadata"]["remainingItemCount"] >= 1
