@@ -21,7 +21,8 @@ DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
 def dev_up(args: argparse.Namespace) -> None:
     from .devstack.stack import DevStack
 
-    stack = DevStack(args.state_dir, proxy_port=args.proxy_port, grant_ttl_seconds=args.grant_ttl)
+    stack = DevStack(args.state_dir, proxy_port=args.proxy_port, grant_ttl_seconds=args.grant_ttl,
+                     kube_standin=args.kube_standin)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -46,6 +47,10 @@ Held statements (e.g. DELETE FROM customers WHERE id = 42):  airlock dev approva
   then:  airlock dev approvals click <apr_...> approve      (or: airlock approvals approve <apr_...> --as U0DEMODANA)
 Offboard the contractor:  airlock identity revoke contractor
 """, flush=True)
+        if "kube_standin" in info:
+            kube = info["kube_standin"]
+            print(f"Kubernetes API stand-in (local, not a real cluster): {kube['server']}\n"
+                  f"  KUBECONFIG={kube['kubeconfig']} kubectl get pods -A\n", flush=True)
         while not stopping:
             if stack.proxy is not None and stack.proxy.poll() is not None:
                 print(f"airlock: proxy exited with {stack.proxy.returncode}; see {args.state_dir}/proxy.log")
@@ -171,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = dev.add_parser("up", help="start the whole local stack in the foreground")
     up.add_argument("--proxy-port", type=int, default=int(os.environ.get("AIRLOCK_DEV_PROXY_PORT", "6543")))
     up.add_argument("--grant-ttl", type=int, default=300, help="grant lifetime in seconds for the demo bindings")
+    up.add_argument("--kube-standin", action="store_true",
+                    help="also run the local Kubernetes API stand-in (seeded namespaces default and prod)")
     up.set_defaults(func=dev_up)
     dev.add_parser("down", help="stop the local stack").set_defaults(func=dev_down)
     token = dev.add_parser("token", help="print a valid token for a demo identity")

@@ -67,6 +67,8 @@ class DevStack:
     grant_ttl_seconds: int = 300
     stack_name: str = "airlock-local"
     proxy_env: dict[str, str] = field(default_factory=dict)
+    # Also run the local Kubernetes API stand-in (airlock.devstack.kube), sharing the dev CA.
+    kube_standin: bool = False
 
     moto: MotoEndpoint | None = None
     resources: StackResources | None = None
@@ -77,6 +79,7 @@ class DevStack:
     http_api_url: str = ""
     sns_inbox_url: str = ""
     proxy: subprocess.Popen[bytes] | None = None
+    kube: Any = None
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -128,7 +131,7 @@ class DevStack:
         # After the endpoint applied the template's environment: SNS links point at the local HTTP API.
         os.environ.update(self._approvals_env())
         self._start_proxy()
-        info = {
+        info: dict[str, Any] = {
             "proxy": {"host": "127.0.0.1", "port": self.proxy_port,
                       "pid": self.proxy.pid if self.proxy else None, "log": str(self.state_dir / "proxy.log")},
             # What a second proxy process needs to join this stack (no secrets: dummy AWS keys only).
@@ -152,11 +155,22 @@ class DevStack:
             "pid": os.getpid(),
             "env": {**self.env, **self._control_plane_env(), **self._approvals_env()},
         }
+        if self.kube_standin:
+            info["kube_standin"] = self._start_kube_standin()
         staging = self.stack_file.with_suffix(".tmp")
         staging.touch(mode=0o600)
         staging.write_text(json.dumps(info, indent=2))
         staging.replace(self.stack_file)  # readers never see a half-written file
         return info
+
+    def _start_kube_standin(self) -> dict[str, str]:
+        from .kube import start_kube_standin
+
+        self.kube = start_kube_standin(self.state_dir / "kube", tls_dir=self.state_dir / "tls")
+        kubeconfig = self.kube.kubeconfig(self.state_dir / "kube" / "kubeconfig", "admin")
+        return {"server": self.kube.url, "ca": str(self.kube.ca), "kubeconfig": str(kubeconfig),
+                "tokens_file": str(self.state_dir / "kube" / "tokens.json"),
+                "audit_log": str(self.state_dir / "kube" / "audit.log")}
 
     def _control_plane_env(self) -> dict[str, str]:
         assert self.resources is not None
@@ -243,6 +257,8 @@ class DevStack:
 
     def stop(self) -> None:
         self.stop_proxy()
+        if self.kube:
+            self.kube.stop()
         if self.lambda_endpoint:
             self.lambda_endpoint.stop()
         if self.slack:
