@@ -376,15 +376,21 @@ class SessionRecording:
         if not self._recording:
             return
         self._ship(self.recorder.record_decision(kind, payload))
+        name = kind.name.lower() if isinstance(kind, EventKind) else str(kind)
+        if kind is EventKind.APPROVAL and payload.get("step"):
+            name = f"approval_{payload['step']}"  # approval_requested, approval_approved, approval_denied, ...
         self.services.audit.add(
             _audit(
                 self.start,
                 event="decision",
-                decision=kind.name.lower() if isinstance(kind, EventKind) else str(kind),
+                decision=name,
                 statement=_opt_str(payload.get("statement")),
                 statement_kind=_opt_str(payload.get("statement_kind")),
                 reason=_opt_str(payload.get("reason")),
                 error_code=_opt_str(payload.get("sqlstate")),
+                approval_id=_opt_str(payload.get("approval_id")),
+                decided_by=_opt_str(payload.get("decided_by")),
+                decided_via=_opt_str(payload.get("decided_via")),
             )
         )
 

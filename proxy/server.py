@@ -12,9 +12,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from shared.approvals.settings import approvals_settings
 from shared.pg.wire import framing
 from shared.recording import tape
 
+from .approvals import ApprovalsClient
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .pg.cancel import CancelRegistry
@@ -57,6 +59,7 @@ class ProxyServer:
             credentials=CredentialCache(settings.credential_cache_seconds),
             recording=RecordingServices.from_env(settings.proxy_id),
             metrics=Metrics(),
+            approvals=ApprovalsClient.from_settings(approvals_settings()),
         )
         self.pg = PgContext(self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails))
         self.sessions: set[PgSession] = set()
@@ -99,6 +102,8 @@ class ProxyServer:
         self.services.control_plane.warm()
         self.services.credentials.warm()
         self.services.recording.warm()
+        if self.services.approvals is not None:
+            self.services.approvals.warm()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = PgSession(self.pg, reader, writer)
@@ -116,6 +121,10 @@ class ProxyServer:
             self._server.close()
         sessions = list(self.sessions)
         log.info("shutting down: %d live sessions, draining up to %.1fs", len(sessions), drain)
+        if self.services.approvals is not None:
+            # Statements waiting for a human will not run on this proxy: withdraw them (their Slack
+            # messages say so) and let their sessions refuse them before they are closed.
+            await self.services.approvals.close("the proxy is shutting down")
 
         async def finish(session: PgSession) -> None:
             with contextlib.suppress(TimeoutError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
+from .approvals import ApprovalsClient
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .recording import RecordingServices
@@ -38,3 +39,5 @@ class Services:
     credentials: CredentialCache
     recording: RecordingServices
     metrics: Metrics
+    # Held statements, commands and requests are asked for and waited on here (one watcher per process).
+    approvals: ApprovalsClient | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.controlplane import BackendRef
@@ -26,6 +27,9 @@ class CancelTarget:
     backend: BackendRef
     pid: int
     key: bytes
+    # The session's own answer to a cancel, tried first: True when it handled it (a statement that waits
+    # for approval has not reached the backend, so there is nothing there to cancel).
+    intercept: Callable[[], bool] | None = None
 
 
 def new_cancel_key(protocol: int) -> bytes:
@@ -59,6 +63,9 @@ class CancelRegistry:
             # Like the server: an unknown key is silently ignored (no oracle for guessing keys).
             log.info("cancel request with unknown key ignored", extra={"pid": pid})
             return False
+        if target.intercept is not None and target.intercept():
+            log.info("cancel request handled by the session (a held statement)", extra={"pid": pid})
+            return True
         try:
             _, writer, _ = await open_backend_stream(target.backend, timeout)
         except BackendError as e:
