@@ -849,6 +849,9 @@ class PgSession:
                              decided_by=state.decided_by_name or state.decided_by, decided_via=state.decided_via,
                              reason=state.outcome())
         if state.approved:
+            if state.allowance_id:  # "Approve for N minutes": the next statement of this shape uses it
+                approvals.forget_allowances(protocol="postgres", identity=grant.identity, target=grant.target,
+                                            database=grant.database)
             self._notice(state.outcome())
             return None
         if state.status is ApprovalStatus.WITHDRAWN and self._cancelled_hold:
