@@ -18,6 +18,7 @@ import trustme
 from airlock.devstack.stack import free_port
 from proxy.credentials import BackendCredential
 from proxy.pg.backend import BackendConnection, BackendError, connect_backend
+from proxy.pg.cancel import CancelRegistry, CancelTarget
 from shared.controlplane import BackendRef, BackendTLS
 from shared.pg.wire import messages as m
 from shared.pg.wire.constants import PROTOCOL_3_0
@@ -166,3 +167,23 @@ def test_tls_required_but_server_refuses(tls_postgres: TlsPostgres) -> None:
     # md5_user may only connect without TLS; with TLS required the hba rejects it: a clean refusal.
     with pytest.raises(BackendError):
         asyncio.run(_login(tls_postgres, BackendTLS.REQUIRE, "md5_user", "md5-secret"))
+
+
+def test_cancel_over_tls_returns_once_the_server_has_closed(tls_postgres: TlsPostgres) -> None:
+    ref = BackendRef(host="127.0.0.1", port=tls_postgres.port, database="postgres", credential_secret="unused",
+                     tls=BackendTLS.REQUIRE)
+    registry = CancelRegistry()
+
+    async def run() -> None:
+        conn = await _login(tls_postgres, BackendTLS.REQUIRE, "scram_user", "scram-secret")
+        registry.register(conn.pid, b"agent-key", CancelTarget(ref, conn.pid, conn.key))
+        conn.writer.write(m.build_query("SELECT pg_sleep(20)"))
+        await asyncio.sleep(0.2)
+        assert await registry.cancel(conn.pid, b"agent-key", timeout=10)
+        mtype, body = 0, b""
+        while mtype != ord("E"):  # RowDescription comes first
+            mtype, body, _ = await asyncio.wait_for(conn.messages.read_message(), 5)
+        assert m.parse_error_fields(body)["C"] == "57014"
+        conn.writer.close()
+
+    asyncio.run(run())
