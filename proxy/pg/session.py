@@ -463,9 +463,11 @@ class PgSession:
         self._choose_path()
         self._relaying = True
         self._tasks.append(loop.create_task(self._renew(), name=f"{self.session_id}-renew"))
-        high = self.settings.write_high_water
-        server.attach(backend.messages.framer.take_pending() + take_buffered(backend.reader), write_high_water=high)
-        agent.attach(take_buffered(self.reader), write_high_water=high)
+        server.attach(
+            backend.messages.framer.take_pending() + take_buffered(backend.reader),
+            write_high_water=self.settings.backend_write_high_water,
+        )
+        agent.attach(take_buffered(self.reader), write_high_water=self.settings.write_high_water)
         await self._done
 
     def _choose_path(self) -> None:
