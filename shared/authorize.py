@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from shared.config import ControlPlaneSettings
-from shared.controlplane import AuthorizeRequest, AuthorizeResponse, BackendRef, Grant, Refusal
+from shared.controlplane import AuthorizeRequest, AuthorizeResponse, Grant, Refusal
 from shared.identity.keys import KeyFormatError, looks_like_key, parse_key, secret_matches
 from shared.identity.oidc import IssuerUnavailable, TokenError, verify_token
 from shared.observability import logger
@@ -216,14 +216,7 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
         policy_version=version,
         issued_at=now,
         expires_at=expires_at,
-        backend=BackendRef(
-            host=target.host,
-            port=target.port,
-            database=request.database,
-            credential_secret=target.credential_secret,
-            tls=target.tls,
-            tls_ca_pem=target.tls_ca_pem,
-        ),
+        backend=target.backend_ref(request.database),
         recording=binding.recording,
         retention_days=binding.retention_days,
         guardrails=policy.guardrails,

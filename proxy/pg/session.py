@@ -334,8 +334,12 @@ class PgSession:
         try:
             credential = await self.services.credentials.get(grant.backend.credential_secret)
         except CredentialError as e:
-            log.error("%s", e, extra={"session_id": self.session_id})
-            raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
+            log.error("target %s: no backend credential: %s", grant.target, e, extra={"session_id": self.session_id})
+            raise self._refuse(
+                "08006",
+                f"Airlock could not obtain the credential for target {grant.target!r}; an Airlock operator must "
+                f"look at it (`airlock targets check {grant.target}`; the proxy log says why)",
+            ) from e
         try:
             self.backend = backend = await connect_backend(
                 grant.backend,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import sessions_cli
+from . import sessions_cli, targets_cli
 from .environment import use_local_stack
 
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
@@ -140,7 +140,7 @@ def policy_push(args: argparse.Namespace) -> None:
     from . import admin
 
     use_local_stack(args.state_dir)
-    version = admin.push_policy(Path(args.file))
+    version = admin.push_policy(Path(args.file), warn=lambda problem: print(f"warning: {problem}", file=sys.stderr))
     print(f"policy pushed: version {version}")
 
 
@@ -208,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--ttl-days", type=int, default=30)
     issue.set_defaults(func=keys_issue)
     sessions_cli.register(commands)
+    targets_cli.register(commands)
     return parser
 
 

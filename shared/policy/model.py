@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.controlplane import BackendTLS, RecordingMode
+from shared.controlplane import BackendRef, BackendTLS, RecordingMode
 from shared.masking.rules import MaskingPolicy
 from shared.pg.sql.rules import GuardrailsPolicy
 
@@ -77,6 +77,17 @@ class TargetSpec(_Strict):
     tls: BackendTLS = BackendTLS.PREFER
     tls_ca_pem: str | None = None
     databases: list[Name] = Field(min_length=1)
+
+    def backend_ref(self, database: str) -> BackendRef:
+        """What a grant tells the proxy about this target: where, how, and which secret to log in with."""
+        return BackendRef(
+            host=self.host,
+            port=self.port,
+            database=database,
+            credential_secret=self.credential_secret,
+            tls=self.tls,
+            tls_ca_pem=self.tls_ca_pem,
+        )
 
 
 class ApprovalsSection(_Strict):
