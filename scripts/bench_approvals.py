@@ -36,8 +36,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from airlock.devstack.demo_data import APP_ROLE  # noqa: E402
-from bench_lib.target import AirlockStack, airlock_command  # noqa: E402
+from airlock.devstack.demo_data import APP_ROLE
+from bench_lib.target import AirlockStack, airlock_command
 
 SCHEMA = "approvalbench"  # the demo's hold rule matches DELETE on any table called customers
 
