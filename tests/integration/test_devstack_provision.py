@@ -133,8 +133,8 @@ def test_function_environment_maps_to_control_plane_settings(provisioned_stack: 
     assert env["AIRLOCK_APPROVALS_TOPIC_ARN"] == ids["ApprovalsTopic"]
     assert env["POWERTOOLS_SERVICE_NAME"] == "airlock"
     assert provisioned_stack.lambda_functions() == {
-        f"{TEST_STACK}-authorize": "functions/authorize/app.handler",
-        f"{TEST_STACK}-sweeper": "functions/sweeper/app.handler",
+        f"{TEST_STACK}-authorize": "app.handler",
+        f"{TEST_STACK}-sweeper": "app.handler",
     }
 
     from shared.config import ControlPlaneSettings

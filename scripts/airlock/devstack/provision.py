@@ -33,7 +33,7 @@ class LambdaFunction:
     logical_id: str
     name: str
     arn: str
-    handler: str  # e.g. "functions/authorize/app.handler", relative to code_root
+    handler: str  # e.g. "app.handler", relative to code_root
     code_root: Path
     memory_mb: int
     timeout_seconds: int
