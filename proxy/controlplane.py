@@ -34,9 +34,9 @@ class ControlPlaneClient:
 
     def warm(self) -> None:
         """Create the Lambda client now (start-up, before ``gc.freeze``), not on the first connection."""
-        self._lambda()
+        self._lambda_client()
 
-    def _lambda(self) -> Any:
+    def _lambda_client(self) -> Any:
         # One client for every worker thread: boto3 clients are thread-safe once made, but making one
         # is not, hence the lock (held only the first time).
         client = self._client
@@ -52,7 +52,7 @@ class ControlPlaneClient:
 
     def _invoke(self, payload: bytes) -> bytes:
         try:
-            response = self._lambda().invoke(
+            response = self._lambda_client().invoke(
                 FunctionName=self._function, InvocationType="RequestResponse", Payload=payload
             )
             body: bytes = response["Payload"].read()
