@@ -1,9 +1,11 @@
-"""Each Lambda ships only what it imports: its CodeUri, the shared/ layer and its requirements.txt.
+"""Each Lambda ships only what it imports: its CodeUri, the shared/ layer and its requirements.txt; the
+proxy image likewise installs proxy/requirements.txt beside the airlock wheel.
 
 The packages themselves are built and imported by ``make lambda-check`` (``sam build``, a clean Python of
 the runtime's version); these tests keep the inputs of that build honest and run in a second: the
-requirements file of every function names exactly the third-party distributions its handler imports,
-with the same version ranges as pyproject.toml, and no CodeUri can reach the rest of the repository.
+requirements file of every function (and of the proxy) names exactly the third-party distributions its
+entry point imports, with the same version ranges as pyproject.toml, and no CodeUri can reach the rest of
+the repository.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = sorted(k for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function")
+PROXY = "proxy image"
+PACKAGES = [*FUNCTIONS, PROXY]
 # Imported when present, never required, so not shipped: the masking prefilter falls back to Python
 # without hyperscan (no arm64 Linux wheel); pynamodb uses blinker for signals and botocore certifi for
 # its CA bundle only if they are installed (here they are, for other tools).
@@ -46,8 +50,16 @@ def _pyproject() -> dict[str, Requirement]:
     return {_name(r): Requirement(r) for r in project["dependencies"]}
 
 
-def _requirements(logical_id: str) -> dict[str, Requirement]:
-    path = ROOT / RESOURCES[logical_id]["Properties"]["CodeUri"] / "requirements.txt"
+def _entry_module(package: str) -> str:
+    if package == PROXY:
+        return "proxy.__main__"
+    props = RESOURCES[package]["Properties"]
+    return ".".join([*Path(props["CodeUri"]).parts, props["Handler"].rpartition(".")[0].replace("/", ".")])
+
+
+def _requirements(package: str) -> dict[str, Requirement]:
+    code = ROOT / "proxy" if package == PROXY else ROOT / RESOURCES[package]["Properties"]["CodeUri"]
+    path = code / "requirements.txt"
     lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
     return {_name(line): Requirement(line) for line in lines if line}
 
@@ -93,17 +105,15 @@ def _is_type_checking(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
-def _imported_distributions(logical_id: str) -> set[str]:
-    """Distributions the handler imports: at import time, plus the imports deferred into functions of
+def _imported_distributions(package: str) -> set[str]:
+    """Distributions an entry point imports: at import time, plus the imports deferred into functions of
     the modules it loads (``import boto3`` inside a client factory counts too)."""
-    props = RESOURCES[logical_id]["Properties"]
-    module = ".".join([*Path(props["CodeUri"]).parts, props["Handler"].rpartition(".")[0].replace("/", ".")])
-    out = subprocess.run([sys.executable, "-c", _IMPORTED, module], capture_output=True, text=True, check=True,
-                         cwd=ROOT, timeout=120)
+    command = [sys.executable, "-c", _IMPORTED, _entry_module(package)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, timeout=120)
     loaded: dict[str, str | None] = json.loads(out.stdout)
     top = {name.split(".")[0] for name in loaded}
     ours = [Path(p) for p in loaded.values() if p and p.endswith(".py")
-            and any(Path(p).is_relative_to(ROOT / d) for d in ("shared", "functions"))]
+            and any(Path(p).is_relative_to(ROOT / d) for d in ("shared", "functions", "proxy"))]
     for path in ours:
         tree = ast.parse(path.read_text())
         typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
@@ -141,20 +151,22 @@ def test_shared_layer_is_shared_whole_for_every_function() -> None:
     assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "SharedLayer"}]
 
 
-@pytest.mark.parametrize("logical_id", FUNCTIONS)
-def test_requirements_name_exactly_what_the_handler_imports(logical_id: str) -> None:
-    requirements = _requirements(logical_id)
-    imported = _imported_distributions(logical_id)
-    missing = imported - _closure_with_extras(requirements) - OPTIONAL
-    assert not missing, f"{logical_id} imports {sorted(missing)}, which its requirements.txt does not bring"
+@pytest.mark.parametrize("package", PACKAGES)
+def test_requirements_name_exactly_what_the_entry_point_imports(package: str) -> None:
+    requirements = _requirements(package)
+    imported = _imported_distributions(package)
+    optional = OPTIONAL - ({"hyperscan"} if package == PROXY else set())  # the proxy wants it where it exists
+    missing = imported - _closure_with_extras(requirements) - optional
+    assert not missing, f"{package} imports {sorted(missing)}, which its requirements.txt does not bring"
     unused = {name for name in requirements if name not in imported}
-    assert not unused, f"{logical_id}'s requirements.txt names {sorted(unused)}, which its handler never imports"
+    assert not unused, f"{package}'s requirements.txt names {sorted(unused)}, which it never imports"
 
 
-@pytest.mark.parametrize("logical_id", FUNCTIONS)
-def test_requirements_use_the_version_ranges_of_pyproject(logical_id: str) -> None:
+@pytest.mark.parametrize("package", PACKAGES)
+def test_requirements_use_the_version_ranges_of_pyproject(package: str) -> None:
     project = _pyproject()
-    for name, requirement in _requirements(logical_id).items():
-        assert name in project, f"{logical_id}: {name} is not a dependency in pyproject.toml"
-        assert requirement.specifier == project[name].specifier, f"{logical_id}: {name} {requirement.specifier}"
-        assert requirement.extras <= project[name].extras, f"{logical_id}: {name}{sorted(requirement.extras)}"
+    for name, requirement in _requirements(package).items():
+        assert name in project, f"{package}: {name} is not a dependency in pyproject.toml"
+        assert requirement.specifier == project[name].specifier, f"{package}: {name} {requirement.specifier}"
+        assert requirement.extras <= project[name].extras, f"{package}: {name}{sorted(requirement.extras)}"
+        assert str(requirement.marker) == str(project[name].marker), f"{package}: {name}; {requirement.marker}"
