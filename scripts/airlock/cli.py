@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sessions_cli
+from .audit import cli as audit_cli
 
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
 
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--ttl-days", type=int, default=30)
     issue.set_defaults(func=keys_issue)
     sessions_cli.register(commands)
+    audit_cli.register(commands)
     return parser
 
 

@@ -13,17 +13,17 @@ from proxy.controlplane import ControlPlaneClient
 def test_one_client_made_once_and_shared_by_every_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # making a client reads configuration only
     made: list[Any] = []
-    original = ControlPlaneClient._lambda
+    original = ControlPlaneClient._lambda_client
 
     def counting(self: ControlPlaneClient) -> Any:
         client = original(self)
         made.append(client)
         return client
 
-    monkeypatch.setattr(ControlPlaneClient, "_lambda", counting)
+    monkeypatch.setattr(ControlPlaneClient, "_lambda_client", counting)
     cp = ControlPlaneClient("airlock-authorize", timeout=1.0)
     cp.warm()
-    threads = [threading.Thread(target=cp._lambda) for _ in range(8)]
+    threads = [threading.Thread(target=cp._lambda_client) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:

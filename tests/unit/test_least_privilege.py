@@ -31,8 +31,9 @@ TEMPLATE = load_template(ROOT / "template.yaml")
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
 # IAM roles whose permissions code of ours uses, and that code's entry point.
-ROLE_CODE = {"ProxyTaskRole": "proxy.__main__:main"}
-# Roles that only AWS services use on our behalf, with everything they may do.
+ROLE_CODE = {"ProxyTaskRole": "proxy.__main__:main", "AuditorRole": "airlock.audit.athena:query_athena"}
+# Roles that only AWS services use on our behalf, with everything they may do. (The auditor role's
+# Glue and S3 permissions are Athena's on the auditor's behalf: airlock.deploy.awscalls.IMPLIED.)
 SERVICE_ROLES = {"ProxyExecutionRole": {"secretsmanager:GetSecretValue": {"ProxyCertificateSecret"}}}
 # Secrets the policy file names (credential_ref, masking.token_key_ref) live under this prefix.
 SECRET_PREFIX = "secret:airlock/"
@@ -142,9 +143,38 @@ def _addressed(component: Component) -> set[str]:
     return out
 
 
+def _sub_references(value: Any) -> set[str]:
+    text = value["Fn::Sub"] if isinstance(value, dict) and "Fn::Sub" in value else str(value)
+    return set(re.findall(r"\$\{(\w+)\}", text)) - {"AWS"}
+
+
+def _athena_resources(action: str) -> set[str]:
+    """What Athena touches on an auditor's behalf: the workgroup, the Glue tables, the tables' data (read)
+    and the workgroup's result location (read and write)."""
+    workgroups = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::Athena::WorkGroup"]
+    databases = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::Glue::Database"]
+    data = {b for v in RESOURCES.values() if v["Type"] == "AWS::Glue::Table"
+            for b in _sub_references(v["Properties"]["TableInput"]["StorageDescriptor"]["Location"])}
+    results = {b for w in workgroups for b in _sub_references(
+        RESOURCES[w]["Properties"]["WorkGroupConfiguration"]["ResultConfiguration"]["OutputLocation"])}
+    service = action.split(":")[0]
+    if service == "athena":
+        return {f"arn::athena:::workgroup/{w}" for w in workgroups}
+    if service == "glue":
+        return {"arn::glue:::catalog"} | {f"arn::glue:::{kind}/{d}{tail}" for d in databases
+                                          for kind, tail in (("database", ""), ("table", "/*"))}
+    if action in {"s3:ListBucket", "s3:GetBucketLocation"}:
+        return data | results
+    if action == "s3:GetObject":
+        return {f"{b}/*" for b in data | results}
+    return {f"{b}/*" for b in results}  # writing results
+
+
 def _expected_resources(component: Component, action: str, calls: list[AwsCall]) -> set[str] | None:
     """What ``action`` should be granted on; None where the test checks a pattern instead."""
     service = action.split(":")[0]
+    if any(c.service == "athena" for c in component.calls) and service in {"athena", "glue", "s3"}:
+        return _athena_resources(action)
     addressed = _addressed(component)
     kinds = {"s3": "AWS::S3::Bucket", "kms": "AWS::KMS::Key", "lambda": "AWS::Serverless::Function",
              "sns": "AWS::SNS::Topic"}  # fmt: skip
