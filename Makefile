@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: up down test lint typecheck check bench clean deploy-check lambda-check template-lint image-lint
 
-$(STAMP): pyproject.toml setup.py shared/pgwire/_framing.c shared/recording/_tape.c
+$(STAMP): pyproject.toml setup.py shared/pg/wire/_framing.c shared/recording/_tape.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -9,41 +9,23 @@ import os
 import signal
 import ssl
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from shared.controlplane import Grant
-from shared.guard.engine import GuardrailEngine
-from shared.pgwire import framing
+from shared.pg.wire import framing
 from shared.recording import tape
 
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .pg.cancel import CancelRegistry
+from .pg.context import GuardrailEngines, PgContext
 from .pg.session import PgSession
 from .recording import RecordingServices
+from .services import Metrics, Services
 from .settings import ProxySettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Metrics:
-    accepted: int = 0
-    refused: int = 0
-    terminated: int = 0
-
-    def render(self, active: int) -> str:
-        return (
-            "# TYPE airlock_sessions_active gauge\n"
-            f"airlock_sessions_active {active}\n"
-            "# TYPE airlock_sessions_accepted_total counter\n"
-            f"airlock_sessions_accepted_total {self.accepted}\n"
-            "# TYPE airlock_sessions_refused_total counter\n"
-            f"airlock_sessions_refused_total {self.refused}\n"
-        )
 
 
 def agent_tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
@@ -76,34 +58,24 @@ class StartupError(Exception):
 
 
 class ProxyServer:
+    """The process: one listener per protocol (PostgreSQL today), one drain, one health endpoint."""
+
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
-        self.tls_context = agent_tls_context(settings)
-        self.control_plane = ControlPlaneClient(settings.authorize_function, settings.authorize_timeout)
-        self.credentials = CredentialCache(settings.credential_cache_seconds)
-        self.cancels = CancelRegistry()
-        self.recording = RecordingServices.from_env(settings.proxy_id)
-        self.metrics = Metrics()
+        self.services = Services(
+            settings=settings,
+            tls_context=agent_tls_context(settings),
+            control_plane=ControlPlaneClient(settings.authorize_function, settings.authorize_timeout),
+            credentials=CredentialCache(settings.credential_cache_seconds),
+            recording=RecordingServices.from_env(settings.proxy_id),
+            metrics=Metrics(),
+        )
+        self.pg = PgContext(self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails))
         self.sessions: set[PgSession] = set()
         self._server: asyncio.Server | None = None
         self._health: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.stopped = asyncio.Event()
-        self._engines: dict[tuple[int, str, str, str], GuardrailEngine] = {}
-
-    def guardrails_for(self, grant: Grant) -> GuardrailEngine | None:
-        """One engine (and so one decision cache) per policy snapshot and scope, shared by sessions."""
-        if grant.guardrails is None or self.settings.disable_guardrails:
-            return None
-        key = (grant.policy_version, grant.identity, grant.target, grant.database)
-        engine = self._engines.get(key)
-        if engine is None or engine.policy != grant.guardrails:
-            if len(self._engines) >= 256:
-                self._engines.clear()
-            engine = GuardrailEngine(grant.guardrails, identity=grant.identity, target=grant.target,
-                                     database=grant.database)
-            self._engines[key] = engine
-        return engine
 
     @property
     def port(self) -> int:
@@ -112,13 +84,13 @@ class ProxyServer:
         return port
 
     async def start(self) -> None:
-        if self.tls_context is None:
+        if self.services.tls_context is None:
             log.warning("no TLS certificate configured: agents cannot authenticate (tokens need TLS)")
         if self.settings.disabled_layers:
             log.warning("UNSAFE: %s disabled for every session of this proxy (diagnostics/benchmarks only)",
                         ", ".join(self.settings.disabled_layers))
         if not framing.COMPILED:
-            log.warning("the compiled framer (shared/pgwire/_framing.c) was not built: relaying uses its slower "
+            log.warning("the compiled framer (shared/pg/wire/_framing.c) was not built: relaying uses its slower "
                         "pure-Python twin; reinstall with a C compiler present")  # fmt: skip
         if not tape.COMPILED:
             log.warning("the compiled recording tape (shared/recording/_tape.c) was not built: recording uses its "
@@ -127,7 +99,7 @@ class ProxyServer:
         self._server = await asyncio.start_server(
             self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.read_size
         )
-        self.recording.start()
+        self.services.recording.start()
         if self.settings.health_port is not None:
             await self._start_health()
         log.info("airlock proxy listening on %s:%d", self.settings.listen_host, self.port)
@@ -136,14 +108,14 @@ class ProxyServer:
         """Create every AWS client the sessions will use (Lambda, Secrets Manager, S3, DynamoDB, KMS)
         while starting, so that ``gc.freeze()`` after start-up covers their service models. Making a
         client reads local files only; no request is sent."""
-        self.control_plane.warm()
-        self.credentials.warm()
-        self.recording.warm()
+        self.services.control_plane.warm()
+        self.services.credentials.warm()
+        self.services.recording.warm()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = PgSession(self, reader, writer)
+        session = PgSession(self.pg, reader, writer)
         self.sessions.add(session)
-        self.metrics.accepted += 1
+        self.services.metrics.accepted += 1
         try:
             await session.run()
         finally:
@@ -166,7 +138,7 @@ class ProxyServer:
 
         await asyncio.gather(*(finish(s) for s in sessions), return_exceptions=True)
         # Every live recording is sealed and signed, and the audit trail flushed, before exit.
-        await self.recording.shutdown()
+        await self.services.recording.shutdown()
         if self._health is not None:
             await self._health.cleanup()
         self.stopped.set()
@@ -189,7 +161,7 @@ class ProxyServer:
             return web.Response(status=200 if serving else 503, text="ok\n" if serving else "draining\n")
 
         async def metrics(_: web.Request) -> web.Response:
-            return web.Response(text=self.metrics.render(len(self.sessions)))
+            return web.Response(text=self.services.metrics.render(len(self.sessions)))
 
         app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics)])
         self._health = web.AppRunner(app, access_log=None)

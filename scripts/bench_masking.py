@@ -22,11 +22,12 @@ from itertools import repeat
 
 from stdnum import luhn
 
-from shared.masking import MaskingPolicy, ResultMasker, is_card_number
-from shared.masking.memo import SHARED_BUDGET
-from shared.pgwire.constants import LARGE_MESSAGE_LIMIT
-from shared.pgwire.framing import Framer
-from shared.pgwire.messages import Field, build_data_row, build_row_description
+from shared.masking import MaskingPolicy, is_card_number
+from shared.pg.masking import ResultMasker
+from shared.pg.masking.memo import SHARED_BUDGET
+from shared.pg.wire.constants import LARGE_MESSAGE_LIMIT
+from shared.pg.wire.framing import Framer
+from shared.pg.wire.messages import Field, build_data_row, build_row_description
 
 ORDERS = [
     Field("id", 0, 1, 20, 8, -1, 0),

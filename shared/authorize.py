@@ -226,6 +226,6 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
         ),
         recording=binding.recording,
         retention_days=binding.retention_days,
-        guardrails=policy.guardrails,
-        masking=policy.masking,
+        guardrails=policy.guardrails_for(binding),
+        masking=policy.masking_for(binding),
     )

@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from shared.guard.rules import GuardrailsPolicy
 from shared.masking.rules import MaskingPolicy
+from shared.pg.sql.rules import GuardrailsPolicy
 
 
 class _Model(BaseModel):

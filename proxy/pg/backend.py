@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import scramp
 
 from shared.controlplane import BackendRef, BackendTLS
-from shared.pgwire import messages as m
-from shared.pgwire.constants import (
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import (
     AUTH_CLEARTEXT,
     AUTH_MD5,
     AUTH_OK,
@@ -31,8 +31,8 @@ from shared.pgwire.constants import (
     AUTH_SASL_FINAL,
     PROTOCOL_3_0,
 )
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Framer
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.framing import Framer
 
 from ..credentials import BackendCredential
 from .wire import MessageReader, PeerClosed

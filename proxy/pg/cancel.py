@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass
 
 from shared.controlplane import BackendRef
-from shared.pgwire import messages as m
-from shared.pgwire.constants import PROTOCOL_3_2
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import PROTOCOL_3_2
 
 from .backend import BackendError, open_backend_stream
 

@@ -30,25 +30,14 @@ import time
 import uuid
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 
 from shared.controlplane import AuthorizeRequest, Grant, RecordingMode
-from shared.guard.rules import Action
-from shared.masking.engine import ResultMasker
-from shared.pgwire import messages as m
-from shared.pgwire.constants import (
-    AUTH_CLEARTEXT,
-    AUTH_OK,
-    FRONTEND_SMALL,
-    FRONTEND_TYPES,
-    SMALL_MESSAGE_LIMIT,
-)
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Frame, Framer
-from shared.recording.format import EventKind, SessionStatus
-from shared.session.relay import (
+from shared.guard.verdict import Action
+from shared.pg.masking.engine import ResultMasker
+from shared.pg.relay import (
     PASSTHROUGH_AGENT_WATCH,
     PASSTHROUGH_BACKEND_WATCH,
     DecisionEvent,
@@ -60,17 +49,26 @@ from shared.session.relay import (
     StatementEvent,
     with_protections,
 )
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import (
+    AUTH_CLEARTEXT,
+    AUTH_OK,
+    FRONTEND_SMALL,
+    FRONTEND_TYPES,
+    SMALL_MESSAGE_LIMIT,
+)
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.framing import Frame, Framer
+from shared.recording.format import EventKind, SessionStatus
 
 from ..controlplane import ControlPlaneError
 from ..credentials import CredentialError
 from ..recording import RecordingUnavailable, SessionRecording, SessionStart
 from .backend import BackendConnection, BackendError, connect_backend
 from .cancel import CancelTarget, new_cancel_key
+from .context import PgContext
 from .link import Endpoint
 from .wire import MessageReader, PeerClosed, has_buffered_plaintext, read_startup_packet, take_buffered
-
-if TYPE_CHECKING:
-    from ..server import ProxyServer
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +90,10 @@ class PgSession:
     backend_side: Endpoint
     _done: asyncio.Future[None]  # resolved (or failed) when the relay is over
 
-    def __init__(self, server: ProxyServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.server = server
-        self.settings = server.settings
+    def __init__(self, ctx: PgContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.ctx = ctx
+        self.services = services = ctx.services
+        self.settings = services.settings
         self.reader = reader
         self.writer = writer
         self.session_id = f"ses_{uuid.uuid4().hex}"
@@ -158,7 +157,7 @@ class PgSession:
             await self._close()
             if self._refusal is not None and self.recording is None and self.identity:
                 await SessionRecording.refused(
-                    self.server.recording, self._session_start(), reason=self._refusal[1], sqlstate=self._refusal[0]
+                    self.services.recording, self._session_start(), reason=self._refusal[1], sqlstate=self._refusal[0]
                 )
             log.info(
                 "session closed",
@@ -181,7 +180,7 @@ class PgSession:
             if task is not current:
                 task.cancel()
         if self.cancel_key:
-            self.server.cancels.unregister(*self.cancel_key)
+            self.ctx.cancels.unregister(*self.cancel_key)
         if self.backend:
             with contextlib.suppress(Exception):
                 self.backend.writer.write(m.TERMINATE)
@@ -271,7 +270,7 @@ class PgSession:
                     raise ProtocolViolation("SSLRequest received on an encrypted connection")
                 if has_buffered_plaintext(self.reader):
                     raise ProtocolViolation("received unencrypted data after SSL request")
-                context = self.server.tls_context
+                context = self.services.tls_context
                 if context is None:
                     self._to_agent(b"N")
                     continue
@@ -284,7 +283,7 @@ class PgSession:
                 self._to_agent(b"N")
             elif isinstance(packet, m.CancelRequest):
                 self.end_reason = "cancel request"
-                await self.server.cancels.cancel(packet.pid, packet.key, self.settings.connect_timeout)
+                await self.ctx.cancels.cancel(packet.pid, packet.key, self.settings.connect_timeout)
                 return None
             else:
                 self.tls = tls
@@ -316,14 +315,14 @@ class PgSession:
             session_id=self.session_id,
         )
         try:
-            answer = await self.server.control_plane.authorize(request)
+            answer = await self.services.control_plane.authorize(request)
         except (ControlPlaneError, TimeoutError) as e:
             log.error("authorize failed: %s", e, extra={"session_id": self.session_id})
             raise self._refuse("28000", "Airlock could not authorize this connection: control plane unavailable") from e
         if answer.decision != "grant" or answer.grant is None:
             refusal = answer.refusal
             sqlstate, reason = (refusal.sqlstate, refusal.reason) if refusal else ("28000", "refused")
-            self.server.metrics.refused += 1
+            self.services.metrics.refused += 1
             raise self._refuse(sqlstate, f"Airlock refused the connection: {reason}")
         self.grant = grant = answer.grant
         await self._open_recording(grant)
@@ -333,7 +332,7 @@ class PgSession:
             log.error("%s", e, extra={"session_id": self.session_id})
             raise self._refuse("08006", "Airlock could not load the masking key; refusing to relay unmasked") from e
         try:
-            credential = await self.server.credentials.get(grant.backend.credential_secret)
+            credential = await self.services.credentials.get(grant.backend.credential_secret)
         except CredentialError as e:
             log.error("%s", e, extra={"session_id": self.session_id})
             raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
@@ -349,13 +348,13 @@ class PgSession:
         except BackendError as e:
             log.error("backend: %s", e, extra={"session_id": self.session_id})
             # The credential may have been rotated: fetch it afresh next time.
-            self.server.credentials.invalidate(grant.backend.credential_secret)
+            self.services.credentials.invalidate(grant.backend.credential_secret)
             self._to_agent(e.error)
             self.end_reason = f"backend: {e}"
             raise SessionEnded() from e
         key = new_cancel_key(backend.protocol)
         self.cancel_key = (backend.pid, key)
-        self.server.cancels.register(backend.pid, key, CancelTarget(grant.backend, backend.pid, backend.key))
+        self.ctx.cancels.register(backend.pid, key, CancelTarget(grant.backend, backend.pid, backend.key))
         greeting = [
             m.build_authentication(AUTH_OK),
             *backend.greeting,
@@ -384,12 +383,12 @@ class PgSession:
         if grant.masking.uses_tokens:
             if not grant.masking.token_key_ref:
                 raise CredentialError("the masking policy uses tokens but names no token_key_ref")
-            key = (await self.server.credentials.get_text(grant.masking.token_key_ref)).encode()
+            key = (await self.services.credentials.get_text(grant.masking.token_key_ref)).encode()
         return ResultMasker(grant.masking, token_key=key)
 
     async def _relay_for(self, grant: Grant) -> Relay:
         masker = await self._masker_for(grant)
-        guard = self.server.guardrails_for(grant)
+        guard = self.ctx.guardrails.for_grant(grant)
         if guard is None and masker is None and self.recording is None:
             return PassthroughRelay()
         return Relay(guard, masker)
@@ -401,7 +400,7 @@ class PgSession:
             return
         try:
             self.recording = await SessionRecording.open(
-                self.server.recording,
+                self.services.recording,
                 self._session_start(),
                 mode=grant.recording.value,
                 retention_days=grant.retention_days,
@@ -737,7 +736,7 @@ class PgSession:
                 key_id=grant.key_id,
             )
             try:
-                answer = await self.server.control_plane.authorize(request)
+                answer = await self.services.control_plane.authorize(request)
             except (ControlPlaneError, TimeoutError) as e:
                 if datetime.now(UTC) >= grant.expires_at:
                     await self.terminate(
@@ -763,7 +762,7 @@ class PgSession:
                         )
                         return
                 self.grant = answer.grant
-                self.relay = with_protections(self.relay, self.server.guardrails_for(answer.grant), masker)
+                self.relay = with_protections(self.relay, self.ctx.guardrails.for_grant(answer.grant), masker)
                 self._choose_path()
                 if self.recording is not None:
                     self.recording.decision(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.pgwire.constants import MAX_STARTUP_PACKET
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Framer
+from shared.pg.wire.constants import MAX_STARTUP_PACKET
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.framing import Framer
 
 
 class PeerClosed(Exception):

@@ -56,6 +56,14 @@ def push_policy(path: Path) -> int:
         raise AdminError(f"pushing policy {settings.policy_name!r}: {e}") from e
 
 
+def policy_warnings(path: Path) -> list[str]:
+    """What is valid in the policy file but probably not what was meant."""
+    try:
+        return parse_policy(Path(path).read_text(encoding="utf-8")).warnings()
+    except (OSError, PolicyError) as e:
+        raise AdminError(f"{path}: {e}") from e
+
+
 def revoke_identity(name: str, reason: str) -> None:
     """Revoke ``name`` (OIDC or key identity): new sessions are refused, live ones end at reauthorize."""
     if not name or not reason.strip():

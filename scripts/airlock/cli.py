@@ -13,6 +13,7 @@ from typing import Any
 
 from . import sessions_cli
 from .audit import cli as audit_cli
+from .environment import use_local_stack
 
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
 
@@ -23,16 +24,6 @@ def _load_stack(state_dir: Path) -> dict[str, Any]:
         sys.exit(f"airlock: no local stack at {path}; start one with `make up` (airlock dev up)")
     info: dict[str, Any] = json.loads(path.read_text())
     return info
-
-
-def _use_local_stack(state_dir: Path) -> None:
-    """Point boto3 at the running local stack unless the environment already chose an endpoint."""
-    if "AWS_ENDPOINT_URL" in os.environ:
-        return
-    path = state_dir / "stack.json"
-    if path.exists():
-        for key, value in json.loads(path.read_text()).get("env", {}).items():
-            os.environ.setdefault(key, value)
 
 
 # ---------------------------------------------------------------------- dev
@@ -149,15 +140,17 @@ def dev_psql(args: argparse.Namespace) -> None:
 def policy_push(args: argparse.Namespace) -> None:
     from . import admin
 
-    _use_local_stack(args.state_dir)
+    use_local_stack(args.state_dir)
     version = admin.push_policy(Path(args.file))
     print(f"policy pushed: version {version}")
+    for warning in admin.policy_warnings(Path(args.file)):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def identity_revoke(args: argparse.Namespace) -> None:
     from . import admin
 
-    _use_local_stack(args.state_dir)
+    use_local_stack(args.state_dir)
     admin.revoke_identity(args.name, args.reason)
     print(f"identity {args.name} revoked: new sessions are refused, live sessions end at their next renewal")
 
@@ -165,7 +158,7 @@ def identity_revoke(args: argparse.Namespace) -> None:
 def identity_reinstate(args: argparse.Namespace) -> None:
     from . import admin
 
-    _use_local_stack(args.state_dir)
+    use_local_stack(args.state_dir)
     admin.reinstate_identity(args.name)
     print(f"identity {args.name} reinstated")
 
@@ -173,7 +166,7 @@ def identity_reinstate(args: argparse.Namespace) -> None:
 def keys_issue(args: argparse.Namespace) -> None:
     from . import admin
 
-    _use_local_stack(args.state_dir)
+    use_local_stack(args.state_dir)
     print(admin.issue_key(args.identity, ttl_days=args.ttl_days))
 
 

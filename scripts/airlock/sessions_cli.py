@@ -2,7 +2,7 @@
 
 The index (DynamoDB) finds sessions; the recording (S3 chunks + signed manifest) is what replay renders
 and verify checks. ``Transcript`` turns recorded events back into something a reviewer can follow: it
-re-frames each direction's byte stream with the same codec the proxy uses (``shared.pgwire``) and prints
+re-frames each direction's byte stream with the same codec the proxy uses (``shared.pg.wire``) and prints
 statements, result summaries (columns, row count, first rows), notices, errors and decisions with their
 time relative to the session start.
 """
@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.pgwire import messages as m
-from shared.pgwire.constants import LARGE_MESSAGE_LIMIT
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Framer
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import LARGE_MESSAGE_LIMIT
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.framing import Framer
 from shared.recording.format import (
     MANIFEST_NAME,
     Direction,
@@ -75,9 +75,9 @@ def register(commands: Any) -> None:
 
 
 def _aws(args: argparse.Namespace) -> None:
-    from .cli import _use_local_stack
+    from .environment import use_local_stack
 
-    _use_local_stack(args.state_dir)
+    use_local_stack(args.state_dir)
 
 
 def _index() -> Any:

@@ -1,13 +1,7 @@
-"""Guardrails: classify SQL by effect (pglast) and judge it against the policy's rules."""
+"""Protocol-neutral judging: the actions a rule can take and how a request's effects combine into one
+verdict (``verdict``). Each protocol (``shared/pg/sql``, SSH, Kubernetes) says what its effects are and
+how its rules match one; the combination is the same everywhere."""
 
-from shared.guard.classify import classify
-from shared.guard.engine import Decision, GuardrailEngine, first_block
-from shared.guard.kinds import Access, ClassifiedStatement, StatementKind, StatementVerdictInput, TableRef
-from shared.guard.prepared import PreparedStatements
-from shared.guard.rules import Action, GuardrailsPolicy, GuardRule, RuleMatch
+from shared.guard.verdict import STRICTNESS, Action, EffectVerdict, Match, Rule, judge_effect, stricter, strictest
 
-__all__ = [
-    "Access", "Action", "ClassifiedStatement", "Decision", "GuardRule", "GuardrailEngine", "GuardrailsPolicy",
-    "PreparedStatements", "RuleMatch", "StatementKind", "StatementVerdictInput", "TableRef", "classify",
-    "first_block",
-]
+__all__ = ["STRICTNESS", "Action", "EffectVerdict", "Match", "Rule", "judge_effect", "stricter", "strictest"]

@@ -1,10 +1,8 @@
-"""Result masking: detectors, column-name rules, and the wire-level masker."""
+"""Masking, protocol-neutral: the detectors of sensitive values, what each action does to a value, and the
+policy's masking section. How a protocol's results are read and re-framed lives with the protocol
+(``shared/pg/masking``)."""
 
 from shared.masking.detectors import Detector, Match, find, is_card_number
-from shared.masking.engine import ColumnPlan, CopyFormat, ResultMasker, UndecodableCopyData
 from shared.masking.rules import ColumnRule, MaskAction, MaskingPolicy
 
-__all__ = [
-    "ColumnPlan", "ColumnRule", "CopyFormat", "Detector", "MaskAction", "MaskingPolicy", "Match", "ResultMasker",
-    "UndecodableCopyData", "find", "is_card_number",
-]
+__all__ = ["ColumnRule", "Detector", "MaskAction", "MaskingPolicy", "Match", "find", "is_card_number"]

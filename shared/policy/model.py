@@ -10,13 +10,14 @@ adding optional fields there keeps existing files valid.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from shared.controlplane import BackendTLS, RecordingMode
-from shared.guard.rules import GuardrailsPolicy
+from shared.guard.verdict import Action
 from shared.masking.rules import MaskingPolicy
+from shared.pg.sql.rules import GuardrailsPolicy
 
 SCHEMA_VERSION = 1
 
@@ -95,6 +96,23 @@ class Binding(_Strict):
     # Grants live minutes, not hours: the proxy re-authorizes before expiry, so revocation bites fast.
     # (Seconds are allowed for tests and for identities that must be cut off almost at once.)
     grant_ttl_seconds: int = Field(default=300, ge=5, le=3600)
+    # This identity x target's own guardrails settings, over the policy-wide ones (None: as the policy says).
+    # ``access: read_only`` admits only effects that change nothing, whatever the rules allow.
+    access: Literal["read_only", "read_write"] | None = None
+    default: Action | None = None
+    unknown: Action | None = None
+    # This binding's masking, instead of the policy-wide section: a whole masking section, or ``off``.
+    masking: MaskingPolicy | Literal["off"] | None = None
+
+    @field_validator("masking", mode="before")
+    @classmethod
+    def _masking_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare ``off`` as false.
+        return "off" if value is False else value
+
+    def guardrails_overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in (("access", self.access), ("default", self.default), ("unknown", self.unknown))
+                if v is not None}
 
 
 class Policy(_Strict):
@@ -132,6 +150,30 @@ class Policy(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def guardrails_for(self, binding: Binding) -> GuardrailsPolicy | None:
+        """The guardrails a session under ``binding`` runs with: the policy's, with the binding's overrides."""
+        overrides = binding.guardrails_overrides()
+        if not overrides:
+            return self.guardrails
+        return (self.guardrails or GuardrailsPolicy()).model_copy(update=overrides)
+
+    def masking_for(self, binding: Binding) -> MaskingPolicy | None:
+        """The masking a session under ``binding`` runs with (None: not masked)."""
+        if binding.masking == "off":
+            return None
+        return binding.masking if isinstance(binding.masking, MaskingPolicy) else self.masking
+
+    def warnings(self) -> list[str]:
+        """Valid, but probably not what was meant (``airlock policy push`` prints these)."""
+        out = self.guardrails.warnings() if self.guardrails is not None else []
+        for i, b in enumerate(self.bindings):
+            if b.unknown is Action.ALLOW:
+                out.append(f"bindings[{i}] ({b.identity}/{b.target}): unknown: allow lets statements Airlock "
+                           "cannot judge run unjudged")
+        if self.guardrails is not None and self.guardrails.unknown is Action.ALLOW:
+            out.append("guardrails.unknown: allow lets statements Airlock cannot judge run unjudged")
+        return out
 
     def binding_for(self, identity: str, target: str, database: str) -> Binding | None:
         """The binding that lets ``identity`` reach ``target``/``database``, if any."""

@@ -6,9 +6,9 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
-from shared.pgwire import messages as m
-from shared.pgwire.constants import PROTOCOL_3_0
-from shared.pgwire.framing import Framer
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import PROTOCOL_3_0
+from shared.pg.wire.framing import Framer
 
 
 @dataclass

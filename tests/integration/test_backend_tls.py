@@ -19,8 +19,8 @@ from airlock.devstack.stack import free_port
 from proxy.credentials import BackendCredential
 from proxy.pg.backend import BackendConnection, BackendError, connect_backend
 from shared.controlplane import BackendRef, BackendTLS
-from shared.pgwire import messages as m
-from shared.pgwire.constants import PROTOCOL_3_0
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import PROTOCOL_3_0
 
 SERVER_NAME = "db.airlock.internal"  # deliberately not 127.0.0.1: verify-full must notice
 

@@ -106,7 +106,7 @@ def test_proxy_serves_from_the_image_tree_with_a_read_only_root(
         # The TLS PEMs were written under TMPDIR and removed at once: nothing is left in it.
         assert list((proc / "root" / str(tmpdir).lstrip("/")).iterdir()) == []
         maps = (proc / "maps").read_text()
-        assert f"{tree.site}/shared/pgwire/_framing" in maps and f"{tree.site}/shared/recording/_tape" in maps
+        assert f"{tree.site}/shared/pg/wire/_framing" in maps and f"{tree.site}/shared/recording/_tape" in maps
         capabilities = dict(line.split(":\t") for line in (proc / "status").read_text().splitlines() if ":\t" in line)
         assert int(capabilities["CapEff"], 16) == 0
         process.send_signal(signal.SIGTERM)

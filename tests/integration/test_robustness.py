@@ -11,8 +11,8 @@ import psutil
 import psycopg
 import pytest
 
-from shared.pgwire import messages as m
-from shared.pgwire.constants import GSSENC_REQUEST_CODE, PROTOCOL_3_0, PROTOCOL_3_2
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import GSSENC_REQUEST_CODE, PROTOCOL_3_0, PROTOCOL_3_2
 from tests.integration.rawpg import RawConnection, error_fields, login, open_tls
 from tests.integration.stack import AirlockStack
 

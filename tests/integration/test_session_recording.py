@@ -21,7 +21,7 @@ from botocore.config import Config
 from airlock.devstack.provision import StackResources
 from proxy.recording import RecordingServices, RecordingSettings, SessionRecording, SessionStart
 from shared.config import ControlPlaneSettings
-from shared.pgwire import messages as m
+from shared.pg.wire import messages as m
 from shared.recording.audit import AuditEvent, AuditWriter, s3_put_object
 from shared.recording.format import EventKind, SessionStatus, decode_chunk, decode_manifest
 from shared.recording.signing import KmsSigner

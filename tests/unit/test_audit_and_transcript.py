@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from airlock.sessions_cli import Transcript, parse_since
-from shared.pgwire import messages as m
+from shared.pg.wire import messages as m
 from shared.recording.audit import STATEMENT_LIMIT, AuditEvent, audit_key, bound_text
 from shared.recording.format import Direction, Event, EventKind
 

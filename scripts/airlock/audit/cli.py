@@ -36,9 +36,9 @@ def register(commands: Any) -> None:
 
 
 def audit_query(args: argparse.Namespace) -> None:
-    from ..cli import _use_local_stack
+    from ..environment import use_local_stack
 
-    _use_local_stack(args.state_dir)
+    use_local_stack(args.state_dir)
     engine = args.engine
     if engine == "auto":
         engine = "duckdb" if os.environ.get("AWS_ENDPOINT_URL") else "athena"

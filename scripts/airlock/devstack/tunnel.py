@@ -15,8 +15,8 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
-from shared.pgwire import messages as m
-from shared.pgwire.constants import MAX_STARTUP_PACKET
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import MAX_STARTUP_PACKET
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

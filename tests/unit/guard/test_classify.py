@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.guard import PreparedStatements, StatementKind, classify
-from shared.guard.kinds import ClassifiedStatement
+from shared.pg.sql import PreparedStatements, StatementKind, classify
+from shared.pg.sql.kinds import ClassifiedStatement
 
 CORPUS: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "corpus.yaml").read_text())
 
@@ -29,11 +29,11 @@ def test_corpus(case: dict[str, Any]) -> None:
     assert len(statements) == 1, statements
     stmt = statements[0]
     assert stmt.kind.value == case["kind"], (stmt.kind, stmt.error)
-    assert stmt.kind in stmt.effects
+    assert stmt.kind in stmt.kinds
     for effect in case.get("effects", ()):
-        assert StatementKind(effect) in stmt.effects, sorted(stmt.effects)
+        assert StatementKind(effect) in stmt.kinds, sorted(stmt.kinds)
     for effect in case.get("not_effects", ()):
-        assert StatementKind(effect) not in stmt.effects, sorted(stmt.effects)
+        assert StatementKind(effect) not in stmt.kinds, sorted(stmt.kinds)
     if "tables" in case:
         assert _tables(stmt) == sorted(case["tables"])
     for fn in case.get("functions", ()):
@@ -89,15 +89,15 @@ def test_execute_gets_the_prepared_body() -> None:
     session.observe(prepare)
     resolved = session.resolve(execute)
     assert resolved.kind is StatementKind.EXECUTE
-    assert {StatementKind.DELETE, StatementKind.DELETE_NO_WHERE} <= resolved.effects
-    assert StatementKind.UNKNOWN not in resolved.effects
+    assert {StatementKind.DELETE, StatementKind.DELETE_NO_WHERE} <= resolved.kinds
+    assert StatementKind.UNKNOWN not in resolved.kinds
     assert [t.qualified for t in resolved.tables] == ["t"]
 
 
 def test_execute_of_an_unknown_name_is_unknown() -> None:
     (execute,) = classify("EXECUTE nope")
     resolved = PreparedStatements().resolve(execute)
-    assert StatementKind.UNKNOWN in resolved.effects and resolved.error
+    assert StatementKind.UNKNOWN in resolved.kinds and resolved.error
 
 
 def test_deallocate_and_discard_forget() -> None:
@@ -119,9 +119,9 @@ def test_explain_analyze_execute_resolves() -> None:
     session.observe(classify("PREPARE p AS UPDATE t SET a = 1 WHERE id = 2")[0])
     (stmt,) = classify("EXPLAIN ANALYZE EXECUTE p")
     resolved = session.resolve(stmt)
-    assert StatementKind.UPDATE in resolved.effects and StatementKind.UNKNOWN not in resolved.effects
+    assert StatementKind.UPDATE in resolved.kinds and StatementKind.UNKNOWN not in resolved.kinds
     (plain,) = classify("EXPLAIN EXECUTE p")
-    assert StatementKind.UPDATE not in session.resolve(plain).effects
+    assert StatementKind.UPDATE not in session.resolve(plain).kinds
 
 
 def test_extended_protocol_named_and_unnamed_statements() -> None:
@@ -138,7 +138,7 @@ def test_extended_protocol_named_and_unnamed_statements() -> None:
     assert session.lookup("s1") is None
     # SQL EXECUTE reaches protocol-level names: one namespace on the server.
     session.track_parse("s2", "DROP TABLE t")
-    assert StatementKind.DROP in session.resolve(classify("EXECUTE s2")[0]).effects
+    assert StatementKind.DROP in session.resolve(classify("EXECUTE s2")[0]).kinds
 
 
 def test_parse_with_several_statements_is_unknown() -> None:

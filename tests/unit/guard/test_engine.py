@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.guard import Action, GuardrailEngine, GuardrailsPolicy, PreparedStatements, StatementKind, first_block
-from shared.pgwire.messages import parse_error_fields
+from shared.pg.sql import Action, GuardrailEngine, GuardrailsPolicy, PreparedStatements, StatementKind, first_block
+from shared.pg.wire.messages import parse_error_fields
 
 
 def engine(rules: list[dict[str, Any]], **policy: Any) -> GuardrailEngine:
@@ -69,8 +69,10 @@ def test_table_schema_and_access_matching() -> None:
     assert e.judge("UPDATE payments.cards SET a = 1 WHERE id = 2")[0].rule == "payments-writes"
     assert e.judge("SELECT * FROM payments.cards")[0].rule == "default"
     assert e.judge('SELECT * FROM "VAULT".keys')[0].rule == "secret-schema", "globs compare case-insensitively"
-    # An unqualified name may resolve into any schema on the search_path: it matches the table part.
-    assert e.judge("DELETE FROM cards WHERE id = 1")[0].rule == "payments-writes"
+    # An unqualified name may resolve into any schema on the search_path: it may be payments.cards (hold)
+    # and it may be vault.cards (deny); the stricter refusal applies.
+    assert e.judge("DELETE FROM cards WHERE id = 1")[0].rule == "secret-schema"
+    assert e.judge("DELETE FROM payments.cards WHERE id = 1")[0].rule == "payments-writes"
     assert e.judge("SELECT * FROM keys")[0].rule == "secret-schema"
 
 

@@ -1,13 +1,13 @@
-"""The classification cache: by text, and by fingerprint only where constants cannot change the verdict."""
+"""The classification cache: by text, and by shape only where constants cannot change the verdict."""
 
 from __future__ import annotations
 
 from unittest import mock
 
-from shared.guard import engine as engine_module
-from shared.guard.engine import GuardrailEngine
-from shared.guard.kinds import StatementKind
-from shared.guard.rules import GuardrailsPolicy
+from shared.pg.sql import engine as engine_module
+from shared.pg.sql.engine import GuardrailEngine
+from shared.pg.sql.kinds import StatementKind
+from shared.pg.sql.rules import GuardrailsPolicy
 
 POLICY = GuardrailsPolicy.model_validate(
     {"rules": [{"name": "no-role", "match": {"kinds": ["set_role"]}, "action": "deny"}]}

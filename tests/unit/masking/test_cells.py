@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import luhn
 
-from shared.masking import Detector, MaskingPolicy, ResultMasker, find
+from shared.masking import Detector, MaskingPolicy, find
 from shared.masking.actions import Tokenizer, partial, partial_bytes
 from shared.masking.detectors import (
     EMAIL_AT,
@@ -28,9 +28,10 @@ from shared.masking.detectors import (
     is_lone_email,
     luhn_valid,
 )
-from shared.masking.engine import ColumnPlan
-from shared.masking.values import PREFILTERABLE, ValueMasker
-from shared.pgwire.messages import Field, build_data_row, parse_data_row
+from shared.pg.masking import ResultMasker
+from shared.pg.masking.engine import ColumnPlan
+from shared.pg.masking.values import PREFILTERABLE, ValueMasker
+from shared.pg.wire.messages import Field, build_data_row, parse_data_row
 
 ALL = frozenset(Detector)
 CUSTOMERS: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "golden" / "customers.yaml").read_text())

@@ -11,10 +11,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.masking import CopyFormat, Detector, MaskingPolicy, ResultMasker, UndecodableCopyData, find
-from shared.masking import binary as b
+from shared.masking import Detector, MaskingPolicy, find
 from shared.masking.detectors import candidates
-from shared.pgwire.messages import Field, build_data_row, parse_data_row
+from shared.pg.masking import CopyFormat, ResultMasker, UndecodableCopyData
+from shared.pg.masking import binary as b
+from shared.pg.wire.messages import Field, build_data_row, parse_data_row
 
 GOLDEN = Path(__file__).parent / "golden"
 DETECTORS: list[dict[str, Any]] = yaml.safe_load((GOLDEN / "detectors.yaml").read_text())
@@ -151,7 +152,7 @@ def test_token_action_needs_a_key() -> None:
 
 
 def test_row_description_mismatch_is_a_protocol_error() -> None:
-    from shared.pgwire.errors import ProtocolViolation
+    from shared.pg.wire.errors import ProtocolViolation
 
     masker = golden_masker()
     plan = masker.on_row_description(fields([["customer_ssn", 25, 0]]))

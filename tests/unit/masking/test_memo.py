@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from shared.masking import memo
-from shared.masking.engine import ColumnPlan, ResultMasker
-from shared.masking.memo import RowMemo, identity
 from shared.masking.rules import MaskingPolicy
-from shared.pgwire import messages as m
-from shared.pgwire.errors import ProtocolViolation
+from shared.pg.masking import memo
+from shared.pg.masking.engine import ColumnPlan, ResultMasker
+from shared.pg.masking.memo import RowMemo, identity
+from shared.pg.wire import messages as m
+from shared.pg.wire.errors import ProtocolViolation
 
 FIELDS = [m.Field("card_number", 0, 0, 25, -1, -1, 0), m.Field("note", 0, 0, 25, -1, -1, 0)]
 CARDS = [b"4111111111111111", b"5500005555555559", b"4012888888881881"]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shared.masking import detectors, scanner
 from shared.masking.detectors import EMAIL_AT, STRUCTURED, candidate_kinds, candidates, python_kinds
-from shared.pgwire.messages import build_data_row
+from shared.pg.wire.messages import build_data_row
 
 # Bytes that move the prefilter: digits, both separators, address and token characters, '@', bytes
 # outside every class, and a length word's NUL.

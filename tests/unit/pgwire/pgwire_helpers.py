@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared.pgwire import framing
+from shared.pg.wire import framing
 from tests.compiled import require_compiled as _require
 
 
 def require_compiled() -> None:
     """Skip a test of the compiled framer where it was not built; fail under CI (see tests/compiled.py)."""
-    _require(framing.COMPILED, "the compiled framer (shared/pgwire/_framing.c)")
+    _require(framing.COMPILED, "the compiled framer (shared/pg/wire/_framing.c)")

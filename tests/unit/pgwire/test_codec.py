@@ -11,17 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pgwire_helpers import require_compiled
 
-from shared.pgwire import framing
-from shared.pgwire import messages as m
-from shared.pgwire.constants import (
+from shared.pg.wire import framing
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import (
     FRONTEND_SMALL,
     FRONTEND_TYPES,
     PROTOCOL_3_0,
     PROTOCOL_3_2,
     SMALL_MESSAGE_LIMIT,
 )
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Framer, StartupFramer
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.framing import Framer, StartupFramer
 
 
 @pytest.fixture(scope="module", params=["compiled", "python"], autouse=True)

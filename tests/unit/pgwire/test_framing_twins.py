@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pgwire_helpers import require_compiled
 
-from shared.pgwire import framing
-from shared.pgwire import messages as m
-from shared.pgwire.constants import FRONTEND_SMALL, FRONTEND_TYPES, SMALL_MESSAGE_LIMIT
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Framer, scan_py, type_table
+from shared.pg.wire import framing
+from shared.pg.wire import messages as m
+from shared.pg.wire.constants import FRONTEND_SMALL, FRONTEND_TYPES, SMALL_MESSAGE_LIMIT
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.framing import Framer, scan_py, type_table
 
 
 @pytest.fixture

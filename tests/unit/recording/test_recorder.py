@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from recording_helpers import T0, FakeClock, meta
 
-from shared.pgwire.messages import build_password_message, build_query, build_startup_message, frame
+from shared.pg.wire.messages import build_password_message, build_query, build_startup_message, frame
 from shared.recording.format import (
     EVENT_HEADER,
     GENESIS_SHA256,

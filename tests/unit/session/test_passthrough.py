@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shared.guard.engine import GuardrailEngine
-from shared.guard.rules import GuardrailsPolicy
-from shared.pgwire import messages as m
-from shared.pgwire.framing import Framer
-from shared.session.relay import DENIED_TOKEN, PassthroughRelay, Refusal, Relay, with_protections
+from shared.pg.relay import DENIED_TOKEN, PassthroughRelay, Refusal, Relay, with_protections
+from shared.pg.sql.engine import GuardrailEngine
+from shared.pg.sql.rules import GuardrailsPolicy
+from shared.pg.wire import messages as m
+from shared.pg.wire.framing import Framer
 
 GUARD = GuardrailsPolicy.model_validate(
     {

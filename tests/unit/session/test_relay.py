@@ -6,14 +6,14 @@ import struct
 
 import pytest
 
-from shared.guard.engine import GuardrailEngine
-from shared.guard.rules import GuardrailsPolicy
-from shared.masking.engine import ResultMasker
 from shared.masking.rules import MaskingPolicy
-from shared.pgwire import messages as m
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Framer
-from shared.session.relay import DENIED_TOKEN, DecisionEvent, MaskEvent, Relay, StatementEvent, with_protections
+from shared.pg.masking.engine import ResultMasker
+from shared.pg.relay import DENIED_TOKEN, DecisionEvent, MaskEvent, Relay, StatementEvent, with_protections
+from shared.pg.sql.engine import GuardrailEngine
+from shared.pg.sql.rules import GuardrailsPolicy
+from shared.pg.wire import messages as m
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.framing import Framer
 
 CARD = b"4111111111111111"
 TEXT_OID = 25

@@ -22,14 +22,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.masking import memo as row_memo
 from shared.masking.actions import Tokenizer
 from shared.masking.detectors import candidates
-from shared.masking.plan import Column, ColumnPlan, build_plan
 from shared.masking.rules import MaskingPolicy
-from shared.masking.values import ALWAYS_DECODE, Mode, ValueMasker, mode_for
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.messages import Field, frame
+from shared.pg.masking import memo as row_memo
+from shared.pg.masking.plan import Column, ColumnPlan, build_plan
+from shared.pg.masking.values import ALWAYS_DECODE, Mode, ValueMasker, mode_for
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.messages import Field, frame
 
 __all__ = ["Column", "ColumnPlan", "CopyFormat", "ResultMasker", "UndecodableCopyData"]
 

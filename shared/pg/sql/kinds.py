@@ -1,4 +1,5 @@
-"""What a statement does: its kind, its nested effects, the tables and functions it touches."""
+"""What a statement does: its kind, and each of its effects (a relation read or written, a function called,
+or the statement itself when it touches no relation). Rules judge effects one by one (``engine``)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ class StatementKind(StrEnum):
     SIDE_EFFECT_FUNCTION = "side_effect_function"
     # A call to a function Airlock cannot see into (user-defined, extension): rules decide.
     OPAQUE_FUNCTION = "opaque_function"
+    # A call to a built-in that only computes a value (lower, now, count, pg_sleep ...): it changes
+    # nothing, so it is allowed unless a rule names it (``functions``) and decides otherwise.
+    FUNCTION = "function"
     UNKNOWN = "unknown"
 
 
@@ -67,6 +71,26 @@ WRITE_KINDS: frozenset[StatementKind] = frozenset(
         StatementKind.ALTER_SYSTEM,
     }
 )
+
+
+# Kinds that change nothing persistent and nothing outside the session: what ``access: read_only``
+# admits. SET and DISCARD change only the session's own settings (the settings that change how SQL is
+# lexed are judged separately, see docs/policy.md); PREPARE and EXECUTE are judged by what they prepare
+# and run; EXPLAIN ANALYZE and cursors by their query's own effects, which are effects of the statement.
+READ_ONLY_KINDS: frozenset[StatementKind] = frozenset(
+    {
+        StatementKind.SELECT, StatementKind.COPY_TO_CLIENT, StatementKind.SHOW, StatementKind.EXPLAIN,
+        StatementKind.EXPLAIN_ANALYZE, StatementKind.TRANSACTION, StatementKind.CURSOR, StatementKind.PREPARE,
+        StatementKind.EXECUTE, StatementKind.DEALLOCATE, StatementKind.LISTEN, StatementKind.SET,
+        StatementKind.FUNCTION,
+    }
+)
+
+# A kind that is a special case of a broader one also counts as the broader kind for rules.
+_IMPLIED: dict[StatementKind, frozenset[StatementKind]] = {
+    StatementKind.UPDATE_NO_WHERE: frozenset({StatementKind.UPDATE_NO_WHERE, StatementKind.UPDATE}),
+    StatementKind.DELETE_NO_WHERE: frozenset({StatementKind.DELETE_NO_WHERE, StatementKind.DELETE}),
+}
 
 
 class Access(StrEnum):
@@ -88,16 +112,45 @@ class TableRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Effect:
+    """One thing a statement does, judged on its own: a relation read or written (``table``), a function
+    called (``function``), or the statement itself when it touches no relation (neither)."""
+
+    kind: StatementKind
+    table: TableRef | None = None
+    function: str | None = None  # lower-cased, schema-qualified as written
+
+    @property
+    def kinds(self) -> frozenset[StatementKind]:
+        """The kinds a rule's ``kinds`` criterion sees (``delete_no_where`` is also ``delete``)."""
+        return _IMPLIED.get(self.kind) or frozenset((self.kind,))
+
+    @property
+    def changes(self) -> bool:
+        """Whether the effect can change anything (what ``access: write`` matches, ``read_only`` refuses)."""
+        if self.table is not None and self.table.access is Access.WRITE:
+            return True
+        return self.kind not in READ_ONLY_KINDS
+
+    def describe(self) -> str:
+        """For messages: "DELETE on customers", "call of pg_terminate_backend"."""
+        if self.function is not None:
+            return f"call of {self.function}()"
+        label = self.kind.value.removesuffix("_no_where").replace("_", " ").upper()
+        return f"{label} on {self.table.qualified}" if self.table is not None else label
+
+
+@dataclass(frozen=True, slots=True)
 class ClassifiedStatement:
     """One statement of a query string, classified by effect (the guardrail engine's input).
 
-    ``effects`` always contains ``kind`` plus every nested effect (a CTE that deletes, a side-effect
-    function in a subquery, the body of EXPLAIN ANALYZE or of an EXECUTEd prepared statement).
-    ``span`` is the statement's (start, end) character offsets in the query string.
+    ``effects`` lists every effect, nested ones included (a CTE that deletes, a side-effect function in a
+    subquery, the body of EXPLAIN ANALYZE or of an EXECUTEd prepared statement); ``kinds`` is the set of
+    their kinds plus ``kind``. ``span`` is the statement's (start, end) character offsets in the query string.
     """
 
     kind: StatementKind
-    effects: frozenset[StatementKind]
+    kinds: frozenset[StatementKind]
     text: str
     span: tuple[int, int]
     label: str  # command name for messages, e.g. "DROP TABLE"
@@ -107,6 +160,7 @@ class ClassifiedStatement:
     body: ClassifiedStatement | None = None  # PREPAREd / EXPLAINed / DECLAREd statement
     copy_format: str | None = None  # "text", "csv" or "binary" for COPY
     error: str | None = None  # why the kind is unknown
+    effects: tuple[Effect, ...] = ()
 
     @property
     def session_dependent(self) -> bool:

@@ -28,14 +28,14 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-from shared.guard.classify import classify
-from shared.guard.engine import Decision, GuardrailEngine, first_block
-from shared.guard.kinds import ClassifiedStatement, StatementKind
-from shared.guard.prepared import PreparedStatements
-from shared.masking.engine import ColumnPlan, CopyFormat, ResultMasker
-from shared.pgwire import messages as m
-from shared.pgwire.errors import ProtocolViolation
-from shared.pgwire.framing import Frame
+from shared.pg.masking.engine import ColumnPlan, CopyFormat, ResultMasker
+from shared.pg.sql.classify import classify
+from shared.pg.sql.engine import Decision, GuardrailEngine, first_block
+from shared.pg.sql.kinds import ClassifiedStatement, StatementKind
+from shared.pg.sql.prepared import PreparedStatements
+from shared.pg.wire import messages as m
+from shared.pg.wire.errors import ProtocolViolation
+from shared.pg.wire.framing import Frame
 
 DENIED_TOKEN = "AIRLOCK_DENIED_"
 _PLANS_BY_BODY = 128  # RowDescription bodies remembered per session

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 
 from shared.masking.rules import MaskingPolicy
-from shared.pgwire.messages import Field
+from shared.pg.wire.messages import Field
 
 SHARED_BUDGET = 32 << 20  # bytes, for the whole process
 _ENTRY_OVERHEAD = 256  # dict slot, FIFO slot, entry and names tuples, object headers: roughly, per entry

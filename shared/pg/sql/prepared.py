@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.guard.classify import classify
-from shared.guard.kinds import ClassifiedStatement, StatementKind
+from shared.pg.sql.classify import classify
+from shared.pg.sql.kinds import Access, ClassifiedStatement, Effect, StatementKind, TableRef
 
 K = StatementKind
 
@@ -47,7 +47,7 @@ class PreparedStatements:
         else:
             error = "Parse message with no statement" if not statements else "several statements in one Parse"
             stmt = ClassifiedStatement(K.UNKNOWN, frozenset({K.UNKNOWN}), sql, (0, len(sql)), "statement",
-                                       error=error)
+                                       error=error, effects=(Effect(K.UNKNOWN),))
         self._named[name] = stmt
         return stmt
 
@@ -77,20 +77,28 @@ class PreparedStatements:
             self._named.clear()
 
     def resolve(self, stmt: ClassifiedStatement) -> ClassifiedStatement:
-        """Give an EXECUTE (or EXPLAIN ANALYZE EXECUTE) the effects, tables and functions of its body."""
+        """Give an EXECUTE (or EXPLAIN [ANALYZE] EXECUTE) the effects, tables and functions of its body."""
         if stmt.kind is K.EXECUTE:
             return self._execute(stmt)
         if stmt.body is not None and stmt.body.kind is K.EXECUTE:
             body = self._execute(stmt.body)
-            effects = stmt.effects | body.effects if stmt.kind is K.EXPLAIN_ANALYZE else stmt.effects
-            return replace(stmt, body=body, effects=effects, tables=body.tables, functions=body.functions,
-                           error=stmt.error or body.error)
+            if stmt.kind is K.EXPLAIN_ANALYZE:
+                effects = stmt.effects + body.effects
+            else:  # EXPLAIN only plans it: what it names is read
+                effects = stmt.effects + tuple(
+                    Effect(K.EXPLAIN, TableRef(t.schema, t.name, Access.READ)) for t in body.tables
+                )
+                if K.UNKNOWN in body.kinds:
+                    effects += (Effect(K.UNKNOWN),)
+            kinds = stmt.kinds | {e.kind for e in effects}
+            return replace(stmt, body=body, kinds=kinds, effects=effects, tables=body.tables,
+                           functions=body.functions, error=stmt.error or body.error)
         return stmt
 
     def _execute(self, stmt: ClassifiedStatement) -> ClassifiedStatement:
         body = self._named.get(stmt.name or "")
         if body is None:
-            return replace(stmt, effects=stmt.effects | {K.UNKNOWN},
+            return replace(stmt, kinds=stmt.kinds | {K.UNKNOWN}, effects=(Effect(K.UNKNOWN),),
                            error=f"prepared statement {stmt.name!r} is unknown to Airlock")
-        return replace(stmt, body=body, effects=stmt.effects | body.effects, tables=body.tables,
+        return replace(stmt, body=body, kinds=stmt.kinds | body.kinds, effects=body.effects, tables=body.tables,
                        functions=body.functions, error=body.error)

@@ -19,14 +19,14 @@ from pglast import ast, parse_sql
 from pglast.enums import DiscardMode, ObjectType, VariableSetKind
 from pglast.parser import ParseError
 
-from shared.guard.functions import (
+from shared.pg.sql.functions import (
     IDENTITY_SETTINGS,
     RELATION_FUNCTIONS,
     SIDE_EFFECT_FUNCTIONS,
     SQL_TEXT_FUNCTIONS,
     is_builtin,
 )
-from shared.guard.kinds import Access, ClassifiedStatement, StatementKind, TableRef
+from shared.pg.sql.kinds import Access, ClassifiedStatement, Effect, StatementKind, TableRef
 
 K = StatementKind
 
@@ -117,31 +117,47 @@ _classify_cached = lru_cache(maxsize=4096)(_classify)
 
 
 def _unknown(text: str, span: tuple[int, int], error: str) -> ClassifiedStatement:
-    return ClassifiedStatement(K.UNKNOWN, frozenset({K.UNKNOWN}), text, span, "statement", error=error)
+    return ClassifiedStatement(
+        K.UNKNOWN, frozenset({K.UNKNOWN}), text, span, "statement", error=error, effects=(Effect(K.UNKNOWN),)
+    )
+
+
+# Statement kinds whose relations are read by the statement itself (their reads carry its kind, so a rule
+# on ``copy_to_client`` sees the tables copied); in any other statement a relation read is a ``select``.
+_READING_KINDS = frozenset({K.SELECT, K.COPY_TO_CLIENT, K.EXPLAIN})
 
 
 def _statement(node: ast.Node, text: str, span: tuple[int, int]) -> ClassifiedStatement:
     kind = _kind(node)
     if kind is None:
         return _unknown(text, span, f"no rule for {type(node).__name__}")
-    walk = _Walk()
-    walk.mark_writes(node)
+    walk = _Walk(kind if kind in _READING_KINDS else K.SELECT)
+    walk.mark_writes(node, kind)
     body: ClassifiedStatement | None = None
     if isinstance(node, ast.ExplainStmt) and node.query is not None:
         body = _statement(node.query, text, span)
-        walk.absorb(body, effects=kind is K.EXPLAIN_ANALYZE)
-    elif isinstance(node, ast.PrepareStmt | ast.DeclareCursorStmt) and node.query is not None:
+        if kind is K.EXPLAIN_ANALYZE:
+            walk.absorb(body)  # it runs its query
+        else:
+            walk.absorb_reads(body, K.EXPLAIN)  # it plans its query: what it names is read, nothing runs
+    elif isinstance(node, ast.PrepareStmt) and node.query is not None:
+        # A PREPARE runs nothing: EXECUTE is judged by what the server holds when it runs (``prepared``).
         body = _statement(node.query, text, span)
-        # A cursor's query runs as it is fetched; a prepared one only when EXECUTEd.
-        walk.absorb(body, effects=isinstance(node, ast.DeclareCursorStmt))
+        walk.name_only(body)
+    elif isinstance(node, ast.DeclareCursorStmt) and node.query is not None:
+        body = _statement(node.query, text, span)
+        walk.absorb(body)  # a cursor's query runs as it is fetched
     else:
         walk.visit(node)
-    effects = walk.effects | {kind}
-    if kind in (K.UPDATE_NO_WHERE, K.DELETE_NO_WHERE):
-        effects.add(K.UPDATE if kind is K.UPDATE_NO_WHERE else K.DELETE)
+    kinds = {e.kind for e in walk.effects} | {kind}
+    if kind is not K.EXECUTE and not any(e.kind is kind for e in walk.effects):
+        walk.add(Effect(kind))  # the statement itself, when it touched no relation of its own kind
+    for k in tuple(kinds):
+        if k in (K.UPDATE_NO_WHERE, K.DELETE_NO_WHERE):
+            kinds.add(K.UPDATE if k is K.UPDATE_NO_WHERE else K.DELETE)
     return ClassifiedStatement(
         kind=kind,
-        effects=frozenset(effects),
+        kinds=frozenset(kinds),
         text=text,
         span=span,
         label=_label(node, kind),
@@ -151,6 +167,7 @@ def _statement(node: ast.Node, text: str, span: tuple[int, int]) -> ClassifiedSt
         body=body,
         copy_format=_copy_format(node) if isinstance(node, ast.CopyStmt) else None,
         error=walk.error,
+        effects=tuple(walk.effects),
     )
 
 
@@ -271,41 +288,75 @@ def _nodes(node: object) -> Iterator[ast.Node]:
 
 
 class _Walk:
-    """Collects nested effects, tables and functions of one statement tree."""
+    """Collects the effects of one statement tree: each relation read or written, each function called,
+    and what nested statements (CTEs, ``COPY (...) TO``, SQL given as text) do."""
 
-    def __init__(self) -> None:
-        self.effects: set[StatementKind] = set()
+    def __init__(self, read_kind: StatementKind) -> None:
+        self.read_kind = read_kind  # the kind of a relation read
+        self.effects: list[Effect] = []
         self.tables: list[TableRef] = []
         self.functions: list[str] = []
         self.error: str | None = None
-        self._writes: set[int] = set()
+        self._writes: dict[int, StatementKind] = {}  # id(RangeVar) -> the kind of the statement writing it
         self._ctes: set[str] = set()
+        self._seen: set[Effect] = set()
 
-    def mark_writes(self, node: ast.Node) -> None:
-        """Remember the relations a statement writes directly (they are reported with write access)."""
+    def add(self, effect: Effect) -> None:
+        if effect not in self._seen:
+            self._seen.add(effect)
+            self.effects.append(effect)
+        if effect.kind is K.UNKNOWN and self.error is None:
+            self.error = "unrecognised statement"
+
+    def unknown(self, error: str) -> None:
+        self.error = self.error or error
+        self.add(Effect(K.UNKNOWN))
+
+    def mark_writes(self, node: ast.Node, kind: StatementKind) -> None:
+        """Remember the relations a statement writes directly (each is an effect of ``kind``)."""
         slot = _WRITE_TARGETS.get(type(node))
         if slot is not None and isinstance(getattr(node, slot, None), ast.RangeVar):
-            self._writes.add(id(getattr(node, slot)))
+            self._writes[id(getattr(node, slot))] = kind
         for rel in getattr(node, _WRITE_LISTS.get(type(node), ""), None) or ():
-            self._writes.add(id(rel))
+            self._writes[id(rel)] = kind
         into = getattr(node, "intoClause" if isinstance(node, ast.SelectStmt) else "into", None)
         if isinstance(node, ast.SelectStmt | ast.CreateTableAsStmt) and into is not None:
-            self._writes.add(id(into.rel))
+            self._writes[id(into.rel)] = K.DDL_CREATE
         if isinstance(node, ast.CopyStmt) and node.is_from and node.relation is not None:
-            self._writes.add(id(node.relation))
+            self._writes[id(node.relation)] = kind
         if isinstance(node, ast.DropStmt) and node.removeType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_VIEW,
                                                                   ObjectType.OBJECT_MATVIEW):
             for obj in node.objects or ():
                 parts = [s.sval for s in obj if isinstance(s, ast.String)]
                 if parts:
-                    self._add_table(parts[-2] if len(parts) > 1 else None, str(parts[-1]), Access.WRITE)
+                    self._relation(parts[-2] if len(parts) > 1 else None, str(parts[-1]), kind, Access.WRITE)
 
-    def absorb(self, inner: ClassifiedStatement, *, effects: bool) -> None:
-        if effects:
-            self.effects |= inner.effects
-        self.tables.extend(inner.tables)
-        self.functions.extend(inner.functions)
+    def absorb(self, inner: ClassifiedStatement) -> None:
+        """``inner`` runs as part of this statement: its effects are this statement's."""
+        for effect in inner.effects:
+            self.add(effect)
+        self._names(inner)
         self.error = self.error or inner.error
+
+    def absorb_reads(self, inner: ClassifiedStatement, kind: StatementKind) -> None:
+        """``inner`` is only planned: each relation it names is an effect of ``kind``, nothing else runs."""
+        for table in inner.tables:
+            self.add(Effect(kind, TableRef(table.schema, table.name, Access.READ)))
+        self._names(inner)
+        if K.UNKNOWN in inner.kinds:
+            self.unknown(inner.error or "unrecognised statement")
+
+    def name_only(self, inner: ClassifiedStatement) -> None:
+        """``inner`` does not run now: what it names is reported, none of its effects."""
+        self._names(inner)
+
+    def _names(self, inner: ClassifiedStatement) -> None:
+        for table in inner.tables:
+            if table not in self.tables:
+                self.tables.append(table)
+        for function in inner.functions:
+            if function not in self.functions:
+                self.functions.append(function)
 
     def visit(self, root: ast.Node) -> None:
         nodes = list(_nodes(root))
@@ -318,32 +369,30 @@ class _Walk:
             if isinstance(n, ast.RangeVar):
                 if n.schemaname is None and n.relname in self._ctes:
                     continue
-                access = Access.WRITE if id(n) in self._writes else Access.READ
-                self._add_table(n.schemaname, str(n.relname), access)
+                written = self._writes.get(id(n))
+                if written is None:
+                    self._relation(n.schemaname, str(n.relname), self.read_kind, Access.READ)
+                else:
+                    self._relation(n.schemaname, str(n.relname), written, Access.WRITE)
             elif isinstance(n, ast.FuncCall):
                 self._call(n)
 
     def _nested(self, n: ast.Node) -> None:
-        kind: StatementKind | None = None
         if isinstance(n, ast.InsertStmt | ast.UpdateStmt | ast.DeleteStmt | ast.MergeStmt):
             kind = _kind(n)
-            self.mark_writes(n)
+            assert kind is not None
+            self.mark_writes(n, kind)
         elif isinstance(n, ast.SelectStmt) and n.intoClause is not None:
-            kind = K.DDL_CREATE
-            self.mark_writes(n)
+            self.mark_writes(n, K.DDL_CREATE)
         elif isinstance(n, ast.ExecuteStmt):
             # CREATE TABLE AS EXECUTE p: the prepared body is session state this walk cannot see.
-            self.effects |= {K.EXECUTE, K.UNKNOWN}
-            self.error = self.error or "EXECUTE nested in another statement"
-        if kind is not None:
-            self.effects.add(kind)
-            if kind in (K.UPDATE_NO_WHERE, K.DELETE_NO_WHERE):
-                self.effects.add(K.UPDATE if kind is K.UPDATE_NO_WHERE else K.DELETE)
+            self.unknown("EXECUTE nested in another statement")
 
-    def _add_table(self, schema: str | None, name: str, access: Access) -> None:
+    def _relation(self, schema: str | None, name: str, kind: StatementKind, access: Access) -> None:
         ref = TableRef(schema, name, access)
         if ref not in self.tables:
             self.tables.append(ref)
+        self.add(Effect(kind, ref))
 
     def _call(self, call: ast.FuncCall) -> None:
         parts = [str(p.sval).lower() for p in call.funcname or () if isinstance(p, ast.String)]
@@ -353,50 +402,52 @@ class _Walk:
             self.functions.append(qualified)
         args = list(call.args or ())
         if name == "set_config" and schema in (None, "pg_catalog"):
-            # set_config('x', v, ...) is SET x = v; its risk is the parameter, judged like SET's.
-            self._set_config(args)
+            # set_config('x', v, ...) is SET x = v, and a side effect a SELECT would hide.
+            self.add(Effect(K.SIDE_EFFECT_FUNCTION, function=qualified))
+            self._set_config(args, qualified)
         elif name in SIDE_EFFECT_FUNCTIONS:
-            self.effects.add(K.SIDE_EFFECT_FUNCTION)
+            self.add(Effect(K.SIDE_EFFECT_FUNCTION, function=qualified))
             if name == "pg_notify":
-                self.effects.add(K.NOTIFY)
+                self.add(Effect(K.NOTIFY, function=qualified))
         elif name in SQL_TEXT_FUNCTIONS and schema in (None, "pg_catalog"):
+            self.add(Effect(K.FUNCTION, function=qualified))
             self._sql_text(args)
         elif name in RELATION_FUNCTIONS and schema in (None, "pg_catalog"):
+            self.add(Effect(K.FUNCTION, function=qualified))
             self._relation_arg(name, args)
-        elif not is_builtin(schema, name):
-            self.effects.add(K.OPAQUE_FUNCTION)
+        elif is_builtin(schema, name):
+            self.add(Effect(K.FUNCTION, function=qualified))
+        else:
+            self.add(Effect(K.OPAQUE_FUNCTION, function=qualified))
 
-    def _set_config(self, args: list[ast.Node]) -> None:
+    def _set_config(self, args: list[ast.Node], qualified: str) -> None:
         setting = _literal(args[0]) if args else None
         if setting is None:
-            self.effects.add(K.UNKNOWN)
-            self.error = self.error or "set_config() with a computed parameter name"
+            self.unknown("set_config() with a computed parameter name")
         elif setting.lower() in IDENTITY_SETTINGS:
-            self.effects.add(K(IDENTITY_SETTINGS[setting.lower()]))
+            self.add(Effect(K(IDENTITY_SETTINGS[setting.lower()]), function=qualified))
         else:
-            self.effects.add(K.SET)
+            self.add(Effect(K.SET, function=qualified))
 
     def _relation_arg(self, name: str, args: list[ast.Node]) -> None:
         """table_to_xml('payments.cards', ...) reads a table no FROM clause names."""
         target = _literal(args[0]) if args else None
         if target is None or name.startswith("database_"):
-            self.effects.add(K.UNKNOWN)
-            self.error = self.error or f"{name}() reads relations Airlock cannot name"
+            self.unknown(f"{name}() reads relations Airlock cannot name")
         elif name.startswith("schema_"):
-            self._add_table(target.strip('"'), "*", Access.READ)
+            self._relation(target.strip('"'), "*", self.read_kind, Access.READ)
         else:
             schema, _, table = target.rpartition(".")
-            self._add_table(schema.strip('"') or None, table.strip('"'), Access.READ)
+            self._relation(schema.strip('"') or None, table.strip('"'), self.read_kind, Access.READ)
 
     def _sql_text(self, args: list[ast.Node]) -> None:
         """query_to_xml('...') and friends run their text argument: classify it as a statement."""
         text = _literal(args[0]) if args else None
         if text is None:
-            self.effects.add(K.UNKNOWN)
-            self.error = self.error or "function runs SQL computed at run time"
+            self.unknown("function runs SQL computed at run time")
             return
         for inner in classify(text):
-            self.absorb(inner, effects=True)
+            self.absorb(inner)
 
 
 def _literal(node: ast.Node) -> str | None:

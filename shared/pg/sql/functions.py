@@ -8,7 +8,7 @@ not a known built-in is *opaque*: its body could do anything, so rules decide ab
 
 from __future__ import annotations
 
-from shared.guard.pg_builtins import BUILTIN_FUNCTIONS
+from shared.pg.sql.pg_builtins import BUILTIN_FUNCTIONS
 
 SIDE_EFFECT_FUNCTIONS: frozenset[str] = frozenset(
     {

@@ -2,7 +2,7 @@
 
 Generated from the server's ``postgres.bki``; used only to tell "a built-in whose effect we know" from
 "some function we cannot see into". Built-ins with side effects are listed separately in
-``shared.guard.functions`` and take precedence over this list.
+``shared.pg.sql.functions`` and take precedence over this list.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def scan_py(
     return pos, need, watched, last, 0
 
 
-try:  # the same loop compiled (shared/pgwire/_framing.c); the pure-Python twin where it was not built
+try:  # the same loop compiled (shared/pg/wire/_framing.c); the pure-Python twin where it was not built
     from ._framing import scan
 except ImportError:  # pragma: no cover - depends on the build
     scan = scan_py

@@ -1,4 +1,4 @@
-/* The framer's loop in C: see shared/pgwire/framing.py (Framer.feed, Framer.scan), which holds the
+/* The framer's loop in C: see shared/pg/wire/framing.py (Framer.feed, Framer.scan), which holds the
    pure-Python twin of this function and the documentation of its contract. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

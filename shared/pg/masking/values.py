@@ -13,10 +13,10 @@ import json
 import struct
 from enum import IntEnum
 
-from shared.masking import binary as b
 from shared.masking.actions import Tokenizer, mask_number, mask_text
 from shared.masking.detectors import Detector, candidates, find, is_card_number, normalize
 from shared.masking.rules import MaskAction
+from shared.pg.masking import binary as b
 
 UNDECODABLE = "undecodable"  # count key for fail-closed replacements
 _SURROGATE = "surrogateescape"  # round-trips bytes that are not UTF-8 untouched

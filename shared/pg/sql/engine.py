@@ -1,11 +1,16 @@
 """Judge statements against a session's guardrails: one ``Decision`` per statement.
 
-Order of evaluation, per statement:
-1. an effect that could not be established (kind ``unknown``, or ``unknown`` among its nested effects:
-   a syntax error, an unknown prepared statement, SQL computed at run time) gets the policy's
-   ``unknown`` action (deny unless configured otherwise); no rule can allow it by accident;
-2. otherwise the first rule (in policy order) whose ``match`` matches decides;
-3. otherwise the policy's ``default`` action.
+Each effect of a statement (``kinds.Effect``: a relation read or written, a function called, the
+statement itself) is judged on its own, and the statement takes the strictest verdict of its effects
+(``shared/guard/verdict.py``: deny > hold > allow). Per effect:
+1. an effect that could not be established (kind ``unknown``: a syntax error, an unknown prepared
+   statement, SQL computed at run time) gets the policy's ``unknown`` action; no rule can allow it by
+   accident;
+2. with ``access: read_only``, an effect that can change something (``Effect.changes``) is denied;
+3. otherwise the first rule (in policy order) that matches it decides, made stricter by any deny or hold
+   rule before it that *may* match (an unqualified name against a rule naming a schema);
+4. otherwise the policy's ``default`` action, except for a call of a built-in that only computes a
+   value (kind ``function``), which changes nothing and is allowed unless a rule says otherwise.
 With ``dry_run`` every decision is still made and recorded, but ``enforced`` is False.
 
 Decisions are cached per query string (LRU, bounded), so a repeated statement costs a dict lookup. A
@@ -21,27 +26,31 @@ from typing import Any
 
 from pglast import parser
 
-from shared.guard.classify import MAX_CACHED_SQL, classify
-from shared.guard.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
-from shared.guard.kinds import ClassifiedStatement, StatementKind
-from shared.guard.prepared import PreparedStatements
-from shared.guard.rules import Action, GuardrailsPolicy, GuardRule
-from shared.pgwire.messages import build_error
+from shared.guard.verdict import Action, EffectVerdict, judge_effect, stricter, strictest
+from shared.pg.sql.classify import MAX_CACHED_SQL, classify
+from shared.pg.sql.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
+from shared.pg.sql.kinds import ClassifiedStatement, Effect, StatementKind
+from shared.pg.sql.prepared import PreparedStatements
+from shared.pg.sql.rules import GuardrailsPolicy, GuardRule
+from shared.pg.wire.messages import build_error
 
 INSUFFICIENT_PRIVILEGE = "42501"
 UNKNOWN_RULE = "unknown"  # the rule name reported when the unknown action decided
 DEFAULT_RULE = "default"
+READ_ONLY_RULE = "read_only"
+READ_ONLY_REASON = "this session is read-only: only statements that change nothing may run"
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: Action
-    rule: str  # the rule's name, or "unknown" / "default"
+    rule: str  # the rule's name, or "unknown" / "default" / "read_only"
     reason: str
     kind: StatementKind
     statement: str
     enforced: bool  # False under dry_run: record what would have happened, do not block
     classified: ClassifiedStatement
+    effect: Effect | None = None  # the effect that decided (None: the statement had none)
 
     @property
     def blocks(self) -> bool:
@@ -54,7 +63,10 @@ class Decision:
         if self.rule == UNKNOWN_RULE:
             head = f"Airlock {_verb(self.action)} a statement whose effect it could not establish"
         else:
-            head = f"Airlock {_verb(self.action)} {what}: rule \"{self.rule}\""
+            effect = self.effect
+            itself = effect is None or _is_statement_itself(effect, self.classified)
+            detail = "" if itself or effect is None else f" ({effect.describe()})"
+            head = f"Airlock {_verb(self.action)} {what}{detail}: rule \"{self.rule}\""
         return f"{head}: {self.reason}" if self.reason else head
 
     def error_response(self) -> bytes:
@@ -89,6 +101,8 @@ class GuardrailEngine:
         self._parsed: OrderedDict[str, tuple[tuple[ClassifiedStatement, ...], str | None]] = OrderedDict()
         self._shape_decisions: OrderedDict[str, Decision] = OrderedDict()
         self._shapes: OrderedDict[str, ClassifiedStatement] = OrderedDict()
+        self.read_only = policy.access == "read_only"
+        self._default_reason = "" if policy.default is Action.ALLOW else "not allowed by default"
         self.hits = 0
         self.misses = 0
 
@@ -129,26 +143,28 @@ class GuardrailEngine:
 
     def classify(self, sql: str) -> list[ClassifiedStatement]:
         """``classify(sql)``, remembered: by exact text, and for statements whose verdict cannot depend
-        on their literal values, by PostgreSQL's query fingerprint (which ignores constants), so that
+        on their literal values, by the statement with its constants replaced by parameters (pg_query's
+        normalization; not its fingerprint, which also ignores schema names: ``vault.keys`` and
+        ``public.keys`` must not share a verdict), so that
         agents that inline values (``WHERE id = 4711``) do not pay for a parse on every statement."""
         return self._classify(sql)[0]
 
     def _classify(self, sql: str) -> tuple[list[ClassifiedStatement], str | None]:
-        """(statements, the fingerprint when ``sql`` is one literal-independent statement)."""
+        """(statements, the shape when ``sql`` is one literal-independent statement)."""
         hit = self._parsed.get(sql)
         if hit is not None:
             self._parsed.move_to_end(sql)
             return list(hit[0]), hit[1]
-        fingerprint = _fingerprint(sql) if len(sql) <= MAX_CACHED_SQL else None
-        template = self._shapes.get(fingerprint) if fingerprint else None
+        key = _shape(sql) if len(sql) <= MAX_CACHED_SQL else None
+        template = self._shapes.get(key) if key else None
         shape = None
         if template is not None:
-            statements, shape = [_with_text(template, sql)], fingerprint
+            statements, shape = [_with_text(template, sql)], key
         else:
             statements = classify(sql)
-            if fingerprint and len(statements) == 1 and _literal_independent(statements[0]):
-                self._remember(self._shapes, fingerprint, statements[0])
-                shape = fingerprint
+            if key and len(statements) == 1 and _literal_independent(statements[0]):
+                self._remember(self._shapes, key, statements[0])
+                shape = key
         if len(sql) <= MAX_CACHED_SQL:
             self._remember(self._parsed, sql, (tuple(statements), shape))
         return statements, shape
@@ -161,7 +177,7 @@ class GuardrailEngine:
             self._remember(self._shape_decisions, shape, template)
             return template
         t = template
-        return Decision(t.action, t.rule, t.reason, t.kind, stmt.text, t.enforced, stmt)
+        return Decision(t.action, t.rule, t.reason, t.kind, stmt.text, t.enforced, stmt, t.effect)
 
     def _remember(self, cache: OrderedDict[str, Any], key: str, value: Any) -> None:
         cache[key] = value
@@ -170,21 +186,38 @@ class GuardrailEngine:
 
     def decide(self, stmt: ClassifiedStatement) -> Decision:
         """The decision for one classified (and, for EXECUTE, resolved) statement."""
-        if StatementKind.UNKNOWN in stmt.effects:
-            return self._decision(stmt, self.policy.unknown, UNKNOWN_RULE, stmt.error or "unrecognised statement")
-        for rule in self.rules:
-            if rule.match.matches(stmt):
-                return self._decision(stmt, rule.action, rule.name, rule.reason)
-        reason = "" if self.policy.default is Action.ALLOW else "not allowed by default"
-        return self._decision(stmt, self.policy.default, DEFAULT_RULE, reason)
+        verdicts = [self._judge_effect(e, stmt) for e in stmt.effects]
+        worst = strictest(verdicts)
+        if worst is None:  # no effect at all (cannot happen for a parsed statement): unknown, fail closed
+            return self._decision(stmt, self.policy.unknown, UNKNOWN_RULE, stmt.error or "no effect", None)
+        return self._decision(stmt, worst.action, worst.rule, worst.reason, worst.effect)
 
-    def _decision(self, stmt: ClassifiedStatement, action: Action, rule: str, reason: str) -> Decision:
-        return Decision(action, rule, reason, stmt.kind, stmt.text, not self.policy.dry_run, stmt)
+    def _judge_effect(self, effect: Effect, stmt: ClassifiedStatement) -> EffectVerdict[Effect]:
+        if effect.kind is StatementKind.UNKNOWN:
+            return EffectVerdict(effect, self.policy.unknown, UNKNOWN_RULE, stmt.error or "unrecognised statement")
+        if effect.kind is StatementKind.FUNCTION:
+            verdict = judge_effect(effect, self.rules, Action.ALLOW)
+        else:
+            verdict = judge_effect(effect, self.rules, self.policy.default, DEFAULT_RULE, self._default_reason)
+        if self.read_only and effect.changes:
+            verdict = stricter(verdict, EffectVerdict(effect, Action.DENY, READ_ONLY_RULE, READ_ONLY_REASON))
+        return verdict
+
+    def _decision(
+        self, stmt: ClassifiedStatement, action: Action, rule: str, reason: str, effect: Effect | None
+    ) -> Decision:
+        return Decision(action, rule, reason, stmt.kind, stmt.text, not self.policy.dry_run, stmt, effect)
+
+
+def _is_statement_itself(effect: Effect, stmt: ClassifiedStatement) -> bool:
+    """Whether naming the effect in a message would only repeat the statement's own label."""
+    return effect.kind is stmt.kind and effect.function is None
 
 
 # Kinds whose classification depends only on the statement's shape, never on a constant's value.
 _SHAPE_KINDS = frozenset({StatementKind.SELECT, StatementKind.INSERT, StatementKind.UPDATE, StatementKind.DELETE,
-                          StatementKind.UPDATE_NO_WHERE, StatementKind.DELETE_NO_WHERE, StatementKind.MERGE})
+                          StatementKind.UPDATE_NO_WHERE, StatementKind.DELETE_NO_WHERE, StatementKind.MERGE,
+                          StatementKind.FUNCTION})
 # Functions whose constant arguments Airlock reads (a setting name, SQL text, a relation name).
 _LITERAL_FUNCTIONS = frozenset({"set_config"}) | SQL_TEXT_FUNCTIONS | RELATION_FUNCTIONS
 
@@ -193,7 +226,7 @@ def _literal_independent(stmt: ClassifiedStatement) -> bool:
     return (
         stmt.error is None
         and not stmt.session_dependent
-        and stmt.effects <= _SHAPE_KINDS
+        and stmt.kinds <= _SHAPE_KINDS
         and not any(f.rpartition(".")[2] in _LITERAL_FUNCTIONS for f in stmt.functions)
     )
 
@@ -201,13 +234,15 @@ def _literal_independent(stmt: ClassifiedStatement) -> bool:
 def _with_text(t: ClassifiedStatement, sql: str) -> ClassifiedStatement:
     """The shape's classification for this text (``dataclasses.replace`` without its per-call cost)."""
     return ClassifiedStatement(
-        t.kind, t.effects, sql, (0, len(sql)), t.label, t.tables, t.functions, t.name, t.body, t.copy_format, t.error
+        t.kind, t.kinds, sql, (0, len(sql)), t.label, t.tables, t.functions, t.name, t.body, t.copy_format, t.error,
+        t.effects,
     )
 
 
-def _fingerprint(sql: str) -> str | None:
+def _shape(sql: str) -> str | None:
+    """``sql`` with every constant replaced by a parameter: statements of one shape differ only in literals."""
     try:
-        return str(parser.fingerprint(sql))
+        return str(parser.normalize(sql))
     except Exception:  # not parseable: classify() reports it as unknown
         return None
 

@@ -27,8 +27,8 @@ from fnmatch import fnmatchcase
 from shared.masking.actions import REDACTED, mask_bytes, partial_bytes
 from shared.masking.detectors import EMAIL_AT, Detector, candidate_kinds, candidates, find_emails, is_lone_email
 from shared.masking.rules import MaskAction, MaskingPolicy
-from shared.masking.values import ALWAYS_DECODE, PREFILTERABLE, UNDECODABLE, Mode, ValueMasker, mode_for, rule_mode
-from shared.pgwire.messages import Field
+from shared.pg.masking.values import ALWAYS_DECODE, PREFILTERABLE, UNDECODABLE, Mode, ValueMasker, mode_for, rule_mode
+from shared.pg.wire.messages import Field
 
 Cell = Callable[[bytes], bytes | None]
 

@@ -1,0 +1,40 @@
+"""What a gateway session may use of its proxy process: settings, the agent-side TLS context, the control
+plane, the credential cache, the recording services and the metrics. Sessions depend on this narrow set,
+never on the server that owns it, so the server can run sessions of any protocol."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from .controlplane import ControlPlaneClient
+from .credentials import CredentialCache
+from .recording import RecordingServices
+from .settings import ProxySettings
+
+
+@dataclass
+class Metrics:
+    accepted: int = 0
+    refused: int = 0
+    terminated: int = 0
+
+    def render(self, active: int) -> str:
+        return (
+            "# TYPE airlock_sessions_active gauge\n"
+            f"airlock_sessions_active {active}\n"
+            "# TYPE airlock_sessions_accepted_total counter\n"
+            f"airlock_sessions_accepted_total {self.accepted}\n"
+            "# TYPE airlock_sessions_refused_total counter\n"
+            f"airlock_sessions_refused_total {self.refused}\n"
+        )
+
+
+@dataclass
+class Services:
+    settings: ProxySettings
+    tls_context: ssl.SSLContext | None
+    control_plane: ControlPlaneClient
+    credentials: CredentialCache
+    recording: RecordingServices
+    metrics: Metrics
