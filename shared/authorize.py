@@ -16,11 +16,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from shared.config import ControlPlaneSettings
-from shared.controlplane import AuthorizeRequest, AuthorizeResponse, BackendRef, Grant, Refusal
+from shared.controlplane import (
+    AuthorizeRequest,
+    AuthorizeResponse,
+    BackendRef,
+    Grant,
+    KubernetesBackendRef,
+    Refusal,
+    SshBackendRef,
+)
 from shared.identity.keys import KeyFormatError, looks_like_key, parse_key, secret_matches
 from shared.identity.oidc import IssuerUnavailable, TokenError, verify_token
+from shared.k8s.policy import KubernetesAccess, KubernetesTargetSpec
 from shared.observability import logger
-from shared.policy import Policy
+from shared.policy import Policy, TargetSpec
+from shared.ssh.policy import SshAccess, SshTargetSpec
 from shared.store import ApiKeyRecord, ApiKeyStore, IdentityStore, NotFound, PolicyStore, StoreError
 
 AUTH_FAILED: Literal["28P01"] = "28P01"  # invalid_password
@@ -192,40 +202,51 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
     target = policy.targets.get(request.target)
     if target is None:
         raise Refused(NOT_AUTHORIZED, f"unknown target {request.target!r}")
-    if request.database not in target.databases:
+    if target.engine != request.protocol:
+        raise Refused(NOT_AUTHORIZED, f"target {request.target!r} is a {target.engine} target, not {request.protocol}")
+    if isinstance(target, TargetSpec) and request.database not in target.databases:
         raise Refused(NOT_AUTHORIZED, f"target {request.target!r} has no database {request.database!r}")
     binding = policy.binding_for(request.identity, request.target, request.database)
     if binding is None:
-        raise Refused(
-            NOT_AUTHORIZED,
-            f"identity {request.identity!r} has no binding for target {request.target!r} database {request.database!r}",
-        )
+        where = f"target {request.target!r}" + (f" database {request.database!r}" if request.database else "")
+        raise Refused(NOT_AUTHORIZED, f"identity {request.identity!r} has no binding for {where}")
     expires_at = now + timedelta(seconds=binding.grant_ttl_seconds)
     if proof.key is not None:
         # A grant never outlives the key that earned it.
         expires_at = min(expires_at, proof.key.expires_at)
     renewing = request.grant_id if request.action == "reauthorize" else None
-    return Grant(
-        grant_id=renewing or f"gr_{secrets.token_hex(12)}",
-        session_id=request.session_id or f"ses_{secrets.token_hex(12)}",
-        identity=request.identity,
-        auth_method=proof.method,
-        key_id=proof.key.key_id if proof.key else None,
-        target=request.target,
+    common = {
+        "grant_id": renewing or f"gr_{secrets.token_hex(12)}",
+        "session_id": request.session_id or f"ses_{secrets.token_hex(12)}",
+        "identity": request.identity,
+        "auth_method": proof.method,
+        "key_id": proof.key.key_id if proof.key else None,
+        "target": request.target,
+        "database": request.database,
+        "policy_version": version,
+        "issued_at": now,
+        "expires_at": expires_at,
+        "recording": binding.recording,
+        "retention_days": binding.retention_days,
+        "masking": policy.masking_for(binding),
+    }
+    if isinstance(target, SshTargetSpec):
+        backend: BackendRef | SshBackendRef | KubernetesBackendRef = SshBackendRef(
+            host=target.host, port=target.port, user=target.user, credential_secret=target.credential_secret,
+            host_keys=target.host_keys,
+        )
+        return Grant(backend=backend, ssh_access=binding.ssh or SshAccess(), ssh=policy.ssh, **common)
+    if isinstance(target, KubernetesTargetSpec):
+        backend = KubernetesBackendRef(server=target.server, ca_pem=target.ca_pem,
+                                       credential_secret=target.credential_secret)
+        return Grant(backend=backend, kubernetes_access=binding.kubernetes or KubernetesAccess(),
+                     kubernetes=policy.kubernetes, **common)
+    backend = BackendRef(
+        host=target.host,
+        port=target.port,
         database=request.database,
-        policy_version=version,
-        issued_at=now,
-        expires_at=expires_at,
-        backend=BackendRef(
-            host=target.host,
-            port=target.port,
-            database=request.database,
-            credential_secret=target.credential_secret,
-            tls=target.tls,
-            tls_ca_pem=target.tls_ca_pem,
-        ),
-        recording=binding.recording,
-        retention_days=binding.retention_days,
-        guardrails=policy.guardrails_for(binding),
-        masking=policy.masking_for(binding),
+        credential_secret=target.credential_secret,
+        tls=target.tls,
+        tls_ca_pem=target.tls_ca_pem,
     )
+    return Grant(backend=backend, guardrails=policy.guardrails_for(binding), **common)

@@ -3,7 +3,7 @@
 ``authorize`` is invoked by the proxy through ``lambda.invoke`` (RequestResponse) with an
 ``AuthorizeRequest`` as JSON and answers an ``AuthorizeResponse``. A ``Grant`` carries everything the
 proxy needs for one session: the backend it may reach, the credential reference, the recording mode and
-(later) the guardrail/masking/approval rules of the policy snapshot, and an expiry in minutes. The proxy
+the guardrail/masking/approval rules of the policy snapshot, and an expiry in minutes. The proxy
 re-authorizes (``action="reauthorize"``) before ``expires_at``; a refusal then terminates the session.
 """
 
@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag
 
+from shared.k8s.policy import KubernetesAccess, KubernetesGuardrails
 from shared.masking.rules import MaskingPolicy
 from shared.pg.sql.rules import GuardrailsPolicy
+from shared.ssh.policy import SshAccess, SshGuardrails
+
+# The protocols a gateway speaks; a target's ``engine`` names one.
+Protocol = Literal["postgres", "ssh", "kubernetes"]
 
 
 class _Model(BaseModel):
@@ -39,6 +44,9 @@ class BackendTLS(StrEnum):
 
 
 class BackendRef(_Model):
+    """A PostgreSQL target."""
+
+    engine: Literal["postgres"] = "postgres"
     host: str
     port: int = 5432
     database: str
@@ -49,12 +57,44 @@ class BackendRef(_Model):
     tls_ca_pem: str | None = None
 
 
+class SshBackendRef(_Model):
+    engine: Literal["ssh"] = "ssh"
+    host: str
+    port: int = 22
+    user: str
+    # Secrets Manager id of a JSON secret {"private_key": ...}.
+    credential_secret: str
+    host_keys: list[str]
+
+
+class KubernetesBackendRef(_Model):
+    engine: Literal["kubernetes"] = "kubernetes"
+    server: str
+    ca_pem: str | None = None
+    credential_secret: str
+
+
+def _engine(value: Any) -> str:
+    """The backend's engine; grants from before SSH and Kubernetes carry none and are PostgreSQL's."""
+    engine = value.get("engine", "postgres") if isinstance(value, dict) else getattr(value, "engine", "postgres")
+    return str(engine)
+
+
+AnyBackend = Annotated[
+    Annotated[BackendRef, Tag("postgres")] | Annotated[SshBackendRef, Tag("ssh")]
+    | Annotated[KubernetesBackendRef, Tag("kubernetes")],
+    Discriminator(_engine),
+]
+
+
 class AuthorizeRequest(_Model):
     action: Literal["connect", "reauthorize"] = "connect"
+    protocol: Protocol = "postgres"
     identity: str = Field(min_length=1, max_length=128, description="the user name the agent presented")
     token: SecretStr | None = Field(default=None, description="the agent's password: OIDC JWT or Airlock key")
     target: str = Field(min_length=1, max_length=128)
-    database: str = Field(min_length=1, max_length=128)
+    # PostgreSQL: the database; SSH and Kubernetes: empty.
+    database: str = Field(default="", max_length=128)
     client_addr: str = ""
     proxy_id: str = ""
     session_id: str = ""
@@ -75,12 +115,17 @@ class Grant(_Model):
     policy_version: int
     issued_at: datetime
     expires_at: datetime
-    backend: BackendRef
+    backend: AnyBackend
     recording: RecordingMode = RecordingMode.BUFFERED
     retention_days: int = 365
     # The policy snapshot the proxy enforces for this session (None: not configured).
     guardrails: GuardrailsPolicy | None = None
     masking: MaskingPolicy | None = None
+    # SSH and Kubernetes sessions: what the binding allows and the protocol's rules.
+    ssh_access: SshAccess | None = None
+    ssh: SshGuardrails | None = None
+    kubernetes_access: KubernetesAccess | None = None
+    kubernetes: KubernetesGuardrails | None = None
     # The Airlock key the session authenticated with (auth_method "key"): reauthorize re-checks it.
     key_id: str | None = None
 

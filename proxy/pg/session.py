@@ -34,12 +34,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from shared.controlplane import AuthorizeRequest, Grant, RecordingMode
+from shared.controlplane import AuthorizeRequest, BackendRef, Grant, RecordingMode
 from shared.guard.verdict import Action
 from shared.pg.masking.engine import ResultMasker
 from shared.pg.relay import (
     PASSTHROUGH_AGENT_WATCH,
     PASSTHROUGH_BACKEND_WATCH,
+    AlertEvent,
     DecisionEvent,
     MaskEvent,
     PassthroughRelay,
@@ -74,10 +75,11 @@ log = logging.getLogger(__name__)
 
 _RELAY_TYPES = frozenset(FRONTEND_TYPES - {ord("p")})
 # Messages that carry or run a statement: in strict mode they wait for the recording to be durable.
-_STATEMENTS = frozenset(b"QPF")
+_STATEMENTS = frozenset(b"QPFBE")
 # Why a side is not being read (besides the other side's full write buffer).
 _STRICT = "strict-recording"
 _RECORDING = "recording-backpressure"
+_SETTINGS = "lexing-settings"  # a statement waits for the server to answer what may change how it reads SQL
 
 
 class SessionEnded(Exception):
@@ -125,6 +127,8 @@ class PgSession:
         self._relaying = False
         self._strict = False
         self._agent_backlog: list[bytes] | None = None
+        # Messages the relay did not handle yet (a statement waits for the lexing settings), framed.
+        self._deferred: tuple[bytes, list[Frame]] | None = None
         self._agent_framer = self._backend_framer = Framer(limit=0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -325,6 +329,9 @@ class PgSession:
             self.services.metrics.refused += 1
             raise self._refuse(sqlstate, f"Airlock refused the connection: {reason}")
         self.grant = grant = answer.grant
+        if not isinstance(grant.backend, BackendRef):
+            raise self._refuse("28000", f"Airlock refused the connection: target {grant.target!r} is not PostgreSQL")
+        backend_ref = grant.backend
         await self._open_recording(grant)
         try:
             self.relay = await self._relay_for(grant)
@@ -338,7 +345,7 @@ class PgSession:
             raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
         try:
             self.backend = backend = await connect_backend(
-                grant.backend,
+                backend_ref,
                 credential,
                 startup.params,
                 startup.protocol,
@@ -352,9 +359,12 @@ class PgSession:
             self._to_agent(e.error)
             self.end_reason = f"backend: {e}"
             raise SessionEnded() from e
+        for message in backend.greeting:
+            if message[:1] == b"S":  # ParameterStatus: client_encoding, standard_conforming_strings, ...
+                self.relay.observe_parameter(*m.parse_parameter_status(message[5:]))
         key = new_cancel_key(backend.protocol)
         self.cancel_key = (backend.pid, key)
-        self.ctx.cancels.register(backend.pid, key, CancelTarget(grant.backend, backend.pid, backend.key))
+        self.ctx.cancels.register(backend.pid, key, CancelTarget(backend_ref, backend.pid, backend.key))
         greeting = [
             m.build_authentication(AUTH_OK),
             *backend.greeting,
@@ -521,11 +531,27 @@ class PgSession:
             self._agent_violation(e)
             return
         if self._strict and any(t in _STATEMENTS for t, _, _ in frames):
-            self._agent_backlog = []
+            self._queue_agent()
             self.agent_side.hold(_STRICT)
             self._spawn(self._forward_when_durable(chunk, frames), "strict")
             return
         self._forward_agent(chunk, frames, None)
+
+    def _queue_agent(self) -> None:
+        """From now on, agent data waits in ``_agent_backlog`` (in order) instead of being relayed."""
+        if self._agent_backlog is None:
+            self._agent_backlog = []
+
+    def _agent_waiting(self) -> bool:
+        return self._deferred is not None or self.agent_side.holding(_STRICT)
+
+    def _drain_agent_queue(self) -> None:
+        """Relay agent data that queued while a statement waited, in order, until one waits again."""
+        while self._agent_backlog is not None and not self._agent_waiting() and not self._done.done():
+            if not self._agent_backlog:
+                self._agent_backlog = None
+                return
+            self._agent_chunk(self._agent_backlog.pop(0))
 
     async def _forward_when_durable(self, chunk: bytes, frames: list[Frame]) -> None:
         """Strict mode: the statement's bytes are in S3 before it may reach the backend."""
@@ -534,17 +560,11 @@ class PgSession:
         if self._done.done():
             return
         try:
+            self.agent_side.release(_STRICT)
             self._forward_agent(chunk, frames, refuse)
-            waiting, self._agent_backlog = self._agent_backlog or [], None
-            while waiting:
-                self._agent_chunk(waiting.pop(0))
-                if self._agent_backlog is not None:  # the next statement waits in its turn
-                    self._agent_backlog[:0] = waiting
-                    return
+            self._drain_agent_queue()
         except Exception as e:
             self._finish(e)
-            return
-        self.agent_side.release(_STRICT)
 
     def _forward_agent(self, chunk: bytes, frames: list[Frame], refuse: Refusal | None) -> None:
         if not frames:
@@ -561,11 +581,27 @@ class PgSession:
         if result.to_peer:
             to_peer = result.to_peer
             self.backend_side.transport.write(to_peer[0] if len(to_peer) == 1 else b"".join(to_peer))
+        if result.deferred is not None:
+            # The rest waits until the server has answered what may change how it reads SQL.
+            cut = result.deferred
+            self._deferred = (chunk[cut:], [(t, s - cut, e - cut) for t, s, e in frames if s - 5 >= cut])
+            self._queue_agent()
+            self.agent_side.hold(_SETTINGS)
+            return
         if result.terminate:
             self.end_reason = "agent terminated"
             self._finish()
             return
         self._check_recording(self.agent_side)
+
+    def _resume_agent(self) -> None:
+        """The server answered what the waiting statement depended on: judge and relay it, then the rest."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is None:
+            return
+        self.agent_side.release(_SETTINGS)
+        self._forward_agent(*deferred, None)
+        self._drain_agent_queue()
 
     def _agent_passthrough(self, data: bytes) -> None:
         """``_from_agent`` for a pass-through session (no recording, so no strict backlog either).
@@ -620,6 +656,15 @@ class PgSession:
                 self.recording.proxy_bytes(data)
             self.agent_side.transport.write(data)
             self._check_recording(self.backend_side)
+        if result.fatal is not None:
+            sqlstate, message = result.fatal
+            self.end_reason = f"security: {message}"
+            log.error("%s", message, extra={"session_id": self.session_id})
+            self._fatal_nowait(sqlstate, message)
+            self._finish()
+            return
+        if result.resume:
+            self._resume_agent()
 
     def _backend_passthrough(self, data: bytes) -> None:
         """``_from_backend`` for a pass-through session: the framer counts ReadyForQuery messages."""
@@ -716,6 +761,11 @@ class PgSession:
                     )
             elif isinstance(event, MaskEvent) and recording is not None:
                 recording.decision(EventKind.MASK_COUNTS, {"counts": event.counts})
+            elif isinstance(event, AlertEvent):
+                log.error("alert: %s %s", event.reason, event.detail,
+                          extra={"session_id": self.session_id, "identity": self.identity})
+                if recording is not None:
+                    recording.decision(EventKind.ALERT, {"reason": event.reason, **event.detail})
 
     async def _renew(self) -> None:
         """Re-authorize before the grant expires; terminate on refusal or when renewal is impossible."""

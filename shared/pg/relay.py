@@ -4,22 +4,34 @@ Theory of operation. The I/O layer feeds each side's framed chunk in (``from_age
 ``from_backend``) and gets back what to write to the other side, plus ``events`` (decisions and
 finished statements) for the recording and the audit trail.
 
-Agent -> backend. Every Query and Parse is judged by the guardrails. A blocked statement never reaches
-the backend: its text is swapped for a statement that cannot parse (``AIRLOCK_DENIED_<nonce>``), so the
-*backend itself* raises the error at exactly that point of the stream. Transaction state is therefore
-exactly what a server-side error gives (ReadyForQuery 'E' inside a block, 25P02 until ROLLBACK; the
-extended protocol discards until Sync), and responses stay in order. When the backend's syntax error for
-the nonce comes back, it is replaced by Airlock's own ErrorResponse (SQLSTATE 42501 naming the rule).
-A simple Query holding several statements is judged statement by statement and refused whole if any is
-blocked (nothing of it runs, as with a string that fails to parse). FunctionCall (the fast-path
-protocol calls a function by OID, beyond any SQL rule) is refused the same way when guardrails apply.
+Agent -> backend. Every statement is judged by the guardrails when it is sent and when it runs: a Query
+and a Parse by their text, a Bind and an Execute (and SQL ``EXECUTE``) by every body the server may hold
+under the name they run (``shared/pg/sql/prepared.py``: names are tracked from the server's replies, not
+from what was sent). A blocked statement never reaches the backend: its message is swapped for a Parse
+or Query of a statement that cannot parse (``AIRLOCK_DENIED_<nonce>``), so the *backend itself* raises
+the error at exactly that point of the stream. Transaction state is therefore exactly what a server-side
+error gives (ReadyForQuery 'E' inside a block, 25P02 until ROLLBACK; the extended protocol discards until
+Sync), and responses stay in order. When the backend's syntax error for the nonce comes back, it is
+replaced by Airlock's own ErrorResponse (SQLSTATE 42501 naming the rule). A simple Query holding several
+statements is judged statement by statement and refused whole if any is blocked. FunctionCall (the
+fast-path protocol calls a function by OID, beyond any SQL rule) is refused the same way.
+
+SQL text is read as the server will read it (``shared/pg/sql/lexing.py``): in the client_encoding and
+under the standard_conforming_strings the server last reported. A statement whose reading depends on
+those settings waits (``Output.deferred``: the I/O layer keeps the rest of the stream and stops reading
+the agent) while a request that may change them is in flight, and is judged once the server has
+answered it (``Output.resume``); inside one extended-protocol batch, where the server reports changes
+only at its end, such a statement is not judged at all (``unknown``). A change the server reports that
+nothing announced (code Airlock cannot see, such as a trigger) while such a statement was in flight
+ends the session (``Output.fatal``).
 
 Backend -> agent. Responses are matched to requests in order (a FIFO of expected responses), so each
 DataRow is read against the RowDescription and result formats that apply to it: a simple Query's own
 RowDescription, or for an Execute its portal's (from Describe, or the statement's description plus the
-Bind's result formats). When masking is on and a portal was never described, a Describe is injected
-before the Execute and its answer swallowed, so binary rows are never guessed at. Rows that need nothing
-are forwarded byte-identical: a chunk with no change is forwarded as the same bytes object.
+Bind's result formats). When masking is on and a portal was never described (or Airlock cannot tell
+which statement it holds), a Describe is injected before the Execute and its answer swallowed, so binary
+rows are never guessed at. Rows that need nothing are forwarded byte-identical: a chunk with no change is
+forwarded as the same bytes object.
 """
 
 from __future__ import annotations
@@ -28,11 +40,13 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
+from shared.guard.verdict import Action
 from shared.pg.masking.engine import ColumnPlan, CopyFormat, ResultMasker
 from shared.pg.sql.classify import classify
 from shared.pg.sql.engine import Decision, GuardrailEngine, first_block
-from shared.pg.sql.kinds import ClassifiedStatement, StatementKind
-from shared.pg.sql.prepared import PreparedStatements
+from shared.pg.sql.kinds import ClassifiedStatement, Effect, StatementKind
+from shared.pg.sql.lexing import LEXING_SETTINGS, LexingState, Unjudgeable, sensitive
+from shared.pg.sql.prepared import Namespace, PendingChange, observe_sql, resolve_all
 from shared.pg.wire import messages as m
 from shared.pg.wire.errors import ProtocolViolation
 from shared.pg.wire.framing import Frame
@@ -40,6 +54,14 @@ from shared.pg.wire.framing import Frame
 DENIED_TOKEN = "AIRLOCK_DENIED_"
 _PLANS_BY_BODY = 128  # RowDescription bodies remembered per session
 _FIRST_STATEMENT_CHARS = 4096
+# Words in a Query that may change the prepared-statement namespace (checked before classifying a Query
+# when no guardrails classify every statement anyway).
+_NAMESPACE_WORDS = (b"prepare", b"deallocate", b"discard")
+_IN_BATCH = (
+    "it contains non-ASCII characters or backslashes and follows, in the same pipeline and before a Sync, a "
+    "statement that may change how the server reads SQL (the server reports such changes only at the Sync); "
+    "send a Sync first, or pass values as parameters"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +105,15 @@ class MaskEvent:
     counts: dict[str, int]
 
 
-RelayEvent = DecisionEvent | StatementEvent | MaskEvent
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """Something that should never happen did: the recording keeps it, the log says it loudly."""
+
+    reason: str
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+RelayEvent = DecisionEvent | StatementEvent | MaskEvent | AlertEvent
 
 
 @dataclass(slots=True)
@@ -98,6 +128,13 @@ class Output:
     # Replies that go back to the side that sent (used for nothing yet; kept for holds).
     to_sender: list[bytes] = field(default_factory=list)
     events: list[RelayEvent] = field(default_factory=list)
+    # Agent side: the offset in the chunk of the first message not handled; it and everything after it
+    # must wait (keep it, stop reading the agent) until a backend Output says ``resume``.
+    deferred: int | None = None
+    # Backend side: the waiting agent messages may be fed in again now.
+    resume: bool = False
+    # End the session with this FATAL (sqlstate, message).
+    fatal: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -110,27 +147,43 @@ class _Statement:
     rule: str
     started_ns: int
     copy_format: str | None = None
+    change: PendingChange[_Prepared] | None = None  # what it proposes to the prepared-statement names
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Prepared:
-    """One Parse of a (named or unnamed) statement. Objects, not names: a name is reused by later
-    Parses while responses to earlier ones are still on their way."""
+    """One Parse (or SQL PREPARE) of a statement. Objects, not names: a name is reused by later Parses
+    while responses to earlier ones are still on their way."""
 
     statement: _Statement
+    sql: str  # as the server reads it ("" when it could not be read: ``problem``)
+    classified: ClassifiedStatement | None = None  # classified on first use when no guardrails judged it
+    problem: str | None = None  # why the text could not be read as the server reads it
     fields: list[m.Field] | None = None  # from Describe('S')
     describing: bool = False
+    verdict: tuple[GuardrailEngine, Decision] | None = None  # the last decision, and by which engine
+
+    def statement_for_judging(self) -> ClassifiedStatement:
+        if self.classified is None:
+            if self.problem is not None:
+                self.classified = _unknown_statement(self.statement.text, self.problem)
+            else:
+                found = classify(self.sql)
+                self.classified = found[0] if len(found) == 1 else _unknown_statement(
+                    self.sql, "several statements in one Parse" if found else "Parse message with no statement")
+        return self.classified
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Portal:
     """One Bind of a portal."""
 
-    prepared: _Prepared | None
+    prepared: _Prepared | None  # the statement it bound, when Airlock knows which one
     formats: tuple[int, ...]
     plan: ColumnPlan | None = None
     described: bool = False  # a Describe('P') answer is on its way or arrived
     has_plan: bool = False
+    options: tuple[_Prepared | None, ...] = ()  # every statement the Bind may have bound
 
 
 @dataclass(slots=True)
@@ -143,6 +196,14 @@ class _Expect:
     portal: _Portal | None = None  # describe('P') / execute
     swallow: bool = False  # an injected Describe: its answer is not the agent's
     done: int = 0  # query: statements of it already completed (simple Queries may be pipelined)
+    # parse / bind / close: the change to the server's names that its reply settles; a query: the drop of
+    # the unnamed statement it causes.
+    change: PendingChange[_Prepared] | PendingChange[_Portal] | None = None
+    names: Namespace[_Prepared] | Namespace[_Portal] | None = None  # the namespace ``change`` belongs to
+    changes_lexing: bool = False  # query / sync: a request it answers for may change how SQL is read
+    sensitive: bool = False  # query / parse: its text reads differently under other lexing settings
+    exposed: bool = False  # sync: its batch sent a statement that depends on lexing after an Execute
+    nonces: list[str] = field(default_factory=list)  # denials sent for it (forgotten once it is answered)
 
 
 class Relay:
@@ -151,16 +212,29 @@ class Relay:
     def __init__(self, guard: GuardrailEngine | None = None, masker: ResultMasker | None = None) -> None:
         self.guard = guard
         self.masker = masker
-        self.prepared = PreparedStatements()
+        self.lexing = LexingState()
+        # What the server holds: prepared statements and portals, as its replies confirm them.
+        self.names: Namespace[_Prepared] = Namespace()
+        self.portals: Namespace[_Portal] = Namespace()
         self._expect: deque[_Expect] = deque()
         self._denials: dict[str, Blocker] = {}
         self._refusal: Refusal | None = None
-        self._prepared: dict[str, _Prepared] = {}
-        self._portals: dict[str, _Portal] = {}
         self._plan: ColumnPlan | None = None
         self._plans_by_body: dict[bytes, ColumnPlan | None] = {}
         self._copy: CopyFormat | None = None
         self._next_masker: tuple[ResultMasker | None] | None = None  # set: replaces masker at the next 'Z'
+        # Lexing settings in flight: requests owed a ReadyForQuery that may change them, whether the
+        # current extended batch (since the last Sync) holds one or has executed anything, and whether the
+        # agent's stream waits for them to settle.
+        self._unsettled = 0
+        self._batch_changes_lexing = False
+        self._batch_executed = False
+        self._batch_exposed = False
+        self._waiting = False
+        # An extended-protocol message of this batch was refused: the server skips the rest up to the Sync.
+        self._skipping = False
+        self._query_changes: list[PendingChange[_Prepared] | None] = []
+        self._now_ns = 0
         self.statements = 0
 
     def replace_masker(self, masker: ResultMasker | None) -> None:
@@ -181,6 +255,10 @@ class Relay:
         self._plans_by_body.clear()
         self._next_masker = None
 
+    def observe_parameter(self, name: str, value: str) -> None:
+        """A ParameterStatus the server sent before the relay started (the start-up greeting)."""
+        self.lexing.observe(name, value)
+
     # ------------------------------------------------------------------ agent -> backend
 
     def from_agent(self, chunk: bytes, frames: list[Frame], now_ns: int, refuse: Refusal | None = None) -> Output:
@@ -188,87 +266,179 @@ class Relay:
         self._refusal = refuse
         out = Output()
         replaced: list[tuple[int, int, bytes]] = []  # (start, end, replacement) of whole messages
+        end_of_handled = len(chunk)
         for mtype, start, end in frames:
             handler = _AGENT_HANDLERS.get(mtype)
-            if handler is None:
+            if self._waiting:
+                replacement: bytes | _Wait | None = _WAIT
+            elif handler is None:
                 if mtype == 88:  # 'X' Terminate
                     out.terminate = True
                 continue
+            else:
+                replacement = handler(self, chunk[start:end], now_ns, out)
+            if replacement is _WAIT:  # this message and the rest of the stream wait (``deferred``)
+                out.deferred = end_of_handled = start - 5
+                break
             if mtype in _REQUESTS:
                 out.requests += 1
-            replacement = handler(self, chunk[start:end], now_ns, out)
-            if replacement is not None:
+            if isinstance(replacement, bytes):
                 replaced.append((start - 5, end, replacement))
-        out.to_peer = _splice(chunk, replaced)
+        out.to_peer = _splice(chunk if end_of_handled == len(chunk) else chunk[:end_of_handled], replaced)
         return out
 
-    def _on_query(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
-        sql = m.parse_query(body)
-        self.prepared.on_simple_query()
+    # A Query or Parse whose reading depends on the lexing settings (``lexing.sensitive``) while the
+    # server may still change them: judged when the requests ahead of it are answered (``resume``), or
+    # not at all when the change could come from the same extended batch.
+
+    def _read_sql(self, raw: bytes, in_batch: bool) -> tuple[str, str | None] | None:
+        """(text, problem) for SQL bytes, or None when the statement must wait for the settings."""
+        if self.guard is None:
+            return raw.decode(self.lexing.python_codec, "replace"), None
+        is_sensitive = sensitive(raw)
+        if is_sensitive and in_batch and self._batch_changes_lexing:
+            return raw.decode(self.lexing.python_codec, "replace"), _IN_BATCH
+        if is_sensitive and self._unsettled:
+            self._waiting = True
+            return None
+        try:
+            return self.lexing.decode(raw), None
+        except Unjudgeable as e:
+            return raw.decode(self.lexing.python_codec, "replace"), str(e)
+
+    def _on_query(self, body: bytes, now_ns: int, out: Output) -> bytes | _Wait | None:
+        self._now_ns = now_ns
+        raw = m.parse_query_bytes(body)
+        read = self._read_sql(raw, in_batch=False)
+        if read is None:
+            return _WAIT
+        sql, problem = read
+        self.names.new_batch()
+        self.portals.new_batch()
+        self._batch_changes_lexing = self._batch_executed = self._batch_exposed = False
+        unnamed = self.names.propose("", None)  # a simple Query destroys the unnamed prepared statement
         decisions: list[Decision] = []
+        self._query_changes = []
         if self.guard is not None:
-            decisions = self.guard.judge(sql, self.prepared)
+            decisions = [self.guard.unjudgeable(sql, problem)] if problem else self.guard.judge(sql, self._sql_names)
             out.events.extend(DecisionEvent(d, "simple") for d in decisions)
+        elif any(w in raw.lower() for w in _NAMESPACE_WORDS):
+            for stmt in classify(sql):
+                self._sql_names.observe(stmt)
         block = first_block(decisions) if decisions else None
+        changes = self._query_changes if self._query_changes else []
         if decisions:
             statements = [
-                _Statement(d.statement, d.kind.value, d.action.value, d.rule, now_ns, d.classified.copy_format)
-                for d in decisions
+                _Statement(d.statement, d.kind.value, d.action.value, d.rule, now_ns, d.classified.copy_format,
+                           changes[i] if i < len(changes) else None)
+                for i, d in enumerate(decisions)
             ]
         else:
-            statements = [_Statement(sql, "", "", "", now_ns)]
-        if block is not None:
-            statements = [_Statement(block.statement, block.kind.value, block.action.value, block.rule, now_ns)]
-        elif self._refusal is not None:
-            statements = [_Statement(sql, statements[0].kind, "refuse", "", now_ns)]
-        self._expect.append(_Expect("query", statements))
+            statements = [_Statement(sql, "", "", "", now_ns, change=changes[0] if len(changes) == 1 else None)]
+            for extra in changes[1:]:
+                self.names.drop(extra)  # statements not accounted one by one: confirm nothing optimistically
         blocker: Blocker | None = block or self._refusal
+        if blocker is not None:
+            for st in statements:
+                self.names.drop(st.change)
+            if block is not None:
+                statements = [_Statement(block.statement, block.kind.value, block.action.value, block.rule, now_ns)]
+            else:
+                statements = [_Statement(sql, statements[0].kind, "refuse", "", now_ns)]
+        lexing = blocker is None and self.guard is not None and (
+            bool(problem) or any(d.classified.may_change_lexing for d in decisions)
+        )
+        expect = _Expect("query", statements, change=unnamed, names=self.names, changes_lexing=lexing,
+                         sensitive=sensitive(raw))
+        self._push(expect)
         return None if blocker is None else m.build_query(self._deny(blocker))
 
-    def _on_parse(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
+    def _on_parse(self, body: bytes, now_ns: int, out: Output) -> bytes | _Wait | None:
+        if self._skipping:
+            self._skipped("parse")
+            return None
         parse = m.parse_parse(body)
-        self._expect.append(_Expect("parse"))
+        read = self._read_sql(parse.query_bytes, in_batch=True)
+        if read is None:
+            return _WAIT
+        sql, problem = read
+        is_sensitive = sensitive(parse.query_bytes)
+        expect = _Expect("parse", sensitive=is_sensitive)
+        if is_sensitive and self._batch_executed:
+            self._batch_exposed = True  # read before the server could report what the batch changed
+        blocker: Blocker | None = self._refusal
         if self.guard is None:
-            self._prepared[parse.name] = _Prepared(_Statement(parse.query, "", "", "", now_ns))
-            return None if self._refusal is None else m.build_parse(parse.name, self._deny(self._refusal))
-        decision = self.guard.judge_parse(parse.name, parse.query, self.prepared)
-        out.events.append(DecisionEvent(decision, "extended"))
-        self._prepared[parse.name] = _Prepared(
-            _Statement(
-                parse.query,
-                decision.kind.value,
-                decision.action.value,
-                decision.rule,
-                now_ns,
-                decision.classified.copy_format,
+            prepared = _Prepared(_Statement(sql, "", "", "", now_ns), sql, problem=problem)
+        else:
+            if problem:
+                decision = self.guard.unjudgeable(sql, problem)
+                stmt = decision.classified
+            else:
+                stmt, decision = self.guard.judge_one(sql)
+                if stmt.session_dependent:  # Parse of "EXECUTE p": judged by what p may be now
+                    decision = self.guard.decide_any(resolve_all(stmt, self._bodies))
+            out.events.append(DecisionEvent(decision, "extended"))
+            prepared = _Prepared(
+                _Statement(sql, decision.kind.value, decision.action.value, decision.rule, now_ns,
+                           decision.classified.copy_format),
+                sql, classified=stmt, problem=problem, verdict=(self.guard, decision),
             )
-        )
-        blocker: Blocker | None = decision if decision.blocks else self._refusal
-        return None if blocker is None else m.build_parse(parse.name, self._deny(blocker))
+            # A Parse runs nothing: a hold waits for the statement's execution (Bind / Execute).
+            if decision.blocks and decision.action is Action.DENY:
+                blocker = decision
+        if blocker is None:
+            expect.change, expect.names = self.names.propose(parse.name, prepared), self.names
+        elif parse.name == "":
+            # A failed Parse of the unnamed statement still drops the one before it: so does the denial.
+            expect.change, expect.names = self.names.propose("", None), self.names
+        self._push(expect)
+        if blocker is None:
+            return None
+        self._skipping = True
+        return m.build_parse(parse.name, self._deny(blocker))
 
     def _on_bind(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
+        if self._skipping:
+            self._skipped("bind")
+            return None
         bind = m.parse_bind(body)
-        self._expect.append(_Expect("bind"))
-        self._portals[bind.portal] = _Portal(self._prepared.get(bind.statement), bind.result_formats)
-        return None
+        options = tuple(self.names.possible(bind.statement))
+        portal = _Portal(options[0] if len(options) == 1 else None, bind.result_formats, options=options)
+        expect = _Expect("bind")
+        blocker = self._judge_run(options, now_ns, out)
+        if blocker is None:
+            expect.change, expect.names = self.portals.propose(bind.portal, portal), self.portals
+        self._push(expect)
+        return None if blocker is None else self._denial_parse(blocker, now_ns, out)
 
     def _on_describe(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
         kind, name = m.parse_describe_or_close(body)
         if kind == "S":
-            prepared = self._prepared.get(name)
+            prepared = self.names.only(name)
             if prepared is not None:
                 prepared.describing = True
-            self._expect.append(_Expect("describe", prepared=prepared))
+            self._push(_Expect("describe", prepared=prepared))
         else:
-            portal = self._portals.get(name)
+            portal = self.portals.only(name)
             if portal is not None:
                 portal.described = True
-            self._expect.append(_Expect("describe", portal=portal))
+            self._push(_Expect("describe", portal=portal))
         return None
 
     def _on_execute(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
+        if self._skipping:
+            self._skipped("execute", [_Statement("", "", "", "", now_ns)])
+            return None
         name, _ = m.parse_execute(body)
-        portal = self._portals.get(name)
+        portals = self.portals.possible(name)
+        portal = portals[0] if len(portals) == 1 else None
+        options = tuple(p for q in portals for p in (q.options if q is not None else (None,)))
+        blocker = self._judge_run(options, now_ns, out)
+        if blocker is not None:
+            return self._denial_parse(blocker, now_ns, out)
+        self._batch_executed = True
+        if any(o is None or o.statement_for_judging().may_change_lexing for o in options):
+            self._batch_changes_lexing = True
         known = portal.prepared.statement if portal is not None and portal.prepared is not None else None
         statement = (
             _Statement(known.text, known.kind, known.decision, known.rule, now_ns, known.copy_format)
@@ -276,36 +446,42 @@ class Relay:
             else _Statement("", "", "", "", now_ns)
         )
         injected = None
-        if (
-            self.masker is not None
-            and self.masker.policy.enabled
-            and portal is not None
-            and not (portal.described or (portal.prepared is not None and portal.prepared.describing))
+        if self.masker is not None and self.masker.policy.enabled and (
+            portal is None or not (portal.described or (portal.prepared is not None and portal.prepared.describing))
         ):
             # Never guess how rows look: ask the backend, and keep its answer to ourselves.
+            if portal is None:  # Airlock cannot tell which statement the portal holds: its answer says
+                portal = _Portal(None, ())
             portal.described = True
-            self._expect.append(_Expect("describe", portal=portal, swallow=True))
+            self._push(_Expect("describe", portal=portal, swallow=True))
             injected = m.build_describe("P", name) + m.frame(b"E", body)
-        self._expect.append(_Expect("execute", [statement], portal=portal))
+        self._push(_Expect("execute", [statement], portal=portal))
         return injected
 
     def _on_close(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
         kind, name = m.parse_describe_or_close(body)
+        expect = _Expect("close")
         if kind == "S":
-            self.prepared.close(name)
-            self._prepared.pop(name, None)
+            expect.change, expect.names = self.names.propose(name, None), self.names
         else:
-            self._portals.pop(name, None)
-        self._expect.append(_Expect("close"))
+            expect.change, expect.names = self.portals.propose(name, None), self.portals
+        self._push(expect)
         return None
 
     def _on_sync(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
-        self._expect.append(_Expect("sync"))
+        self._push(_Expect("sync", changes_lexing=self._batch_changes_lexing, exposed=self._batch_exposed))
+        self._batch_changes_lexing = self._batch_executed = self._batch_exposed = self._skipping = False
+        self.names.new_batch()
+        self.portals.new_batch()
         return None
+
+    def _skipped(self, kind: str, statements: list[_Statement] | None = None) -> None:
+        """A message the server will skip (an earlier one of its batch was refused): relayed as it is,
+        unjudged, since nothing of it runs; its answer never comes."""
+        self._push(_Expect(kind, statements or []))
 
     def _on_function_call(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
         statement = _Statement("<fast-path function call>", StatementKind.UNKNOWN.value, "", "", now_ns)
-        self._expect.append(_Expect("call", [statement]))
         blocker: Blocker | None = self._refusal
         if self.guard is not None:
             decision = self.guard.decide(_function_call_statement())
@@ -313,11 +489,59 @@ class Relay:
             statement.decision, statement.rule = decision.action.value, decision.rule
             if decision.blocks:
                 blocker = decision
+        self._push(_Expect("call", [statement], changes_lexing=blocker is None))
         return None if blocker is None else m.build_query(self._deny(blocker))
 
+    def _push(self, expect: _Expect) -> None:
+        if expect.changes_lexing:
+            self._unsettled += 1
+        self._expect.append(expect)
+
+    def _judge_run(
+        self, options: tuple[_Prepared | None, ...], now_ns: int, out: Output
+    ) -> Blocker | None:
+        """Bind / Execute: the strictest decision over every statement the name may run, under the
+        current grant; the blocker when it must not run."""
+        if self.guard is None:
+            return self._refusal
+        guard = self.guard
+        decision: Decision | None = None
+        if len(options) == 1 and options[0] is not None and options[0].verdict is not None \
+                and options[0].verdict[0] is guard and not options[0].statement_for_judging().session_dependent:
+            decision = options[0].verdict[1]
+        if decision is None:
+            candidates: list[ClassifiedStatement] = []
+            for option in options:
+                stmt = option.statement_for_judging() if option is not None else _unknown_name()
+                candidates.extend(resolve_all(stmt, self._bodies))
+            decision = guard.decide_any(candidates)
+            if len(options) == 1 and options[0] is not None:
+                options[0].verdict = (guard, decision)
+        if decision.action is not Action.ALLOW:
+            out.events.append(DecisionEvent(decision, "extended"))
+        return decision if decision.blocks else self._refusal
+
+    def _denial_parse(self, blocker: Blocker, now_ns: int, out: Output) -> bytes:
+        """Replace a Bind or Execute with a Parse that fails, under a name nothing uses: the server raises
+        the error at this point and skips to the Sync, and its names stay as they are."""
+        self._push(_Expect("parse"))
+        nonce = self._deny(blocker)
+        self._skipping = True
+        return m.build_parse(f"airlock_denied_{nonce.rsplit('_', 1)[-1]}", nonce)
+
+    @property
+    def _sql_names(self) -> _SqlNames:
+        return _SqlNames(self)
+
+    def _bodies(self, name: str) -> list[ClassifiedStatement | None]:
+        return [p.statement_for_judging() if p is not None else None for p in self.names.possible(name)]
+
     def _deny(self, decision: Blocker) -> str:
+        """The text that makes the backend fail where ``decision`` refuses; its error is then replaced.
+        Called right after the request's expectation is queued: the nonce lives as long as it does."""
         nonce = secrets.token_hex(8)
         self._denials[nonce] = decision
+        self._expect[-1].nonces.append(nonce)
         return f"{DENIED_TOKEN}{nonce}"
 
     # ------------------------------------------------------------------ backend -> agent
@@ -396,8 +620,13 @@ class Relay:
         if mtype == ord("t"):  # ParameterDescription (first half of Describe S)
             return None
         if mtype in (ord("1"), ord("2"), ord("3")):  # ParseComplete, BindComplete, CloseComplete
-            if self._expect:
+            if head is not None:
                 self._expect.popleft()
+                if head.names is not None:
+                    head.names.confirm(head.change)  # type: ignore[arg-type]
+            return None
+        if mtype == ord("S"):
+            self._on_parameter(body, out)
             return None
         if mtype in (ord("C"), ord("I"), ord("s")):
             self._complete(m.parse_command_complete(body) if mtype == ord("C") else "", None, now_ns, out)
@@ -425,15 +654,26 @@ class Relay:
         if head is None or not head.statements:
             return None
         if head.kind == "query":
-            return head.statements[min(head.done, len(head.statements) - 1)]
+            return head.statements[head.done] if head.done < len(head.statements) else None
         return head.statements[0]
 
     def _complete(self, tag: str, error: str | None, now_ns: int, out: Output) -> None:
         """A statement finished: CommandComplete / EmptyQuery / PortalSuspended / ErrorResponse."""
         statement = self._current_statement()
         head = self._expect[0] if self._expect else None
+        if statement is None and head is not None and head.kind == "query" and head.statements:
+            # The server completed more statements than Airlock read in this Query: never account the extra
+            # one to another statement, and say loudly that the two readings differ.
+            statement = _Statement(f"(statement {head.done + 1} of a Query Airlock read as {len(head.statements)}"
+                                   f" statement(s); the server reported {tag or 'an error'})",
+                                   StatementKind.UNKNOWN.value, "", "", head.statements[-1].started_ns)
+            out.events.append(AlertEvent("statement count mismatch", {
+                "query": head.statements[0].text[:_FIRST_STATEMENT_CHARS], "read_as": len(head.statements),
+                "server_tag": tag, "completion": head.done + 1}))
         if statement is not None:
             self.statements += 1
+            if error is None:
+                self.names.confirm(statement.change)
             out.events.append(
                 StatementEvent(
                     statement.text[:_FIRST_STATEMENT_CHARS],
@@ -480,9 +720,10 @@ class Relay:
                 out.events.append(
                     StatementEvent(denied.statement[:_FIRST_STATEMENT_CHARS], kind, action, None, 0, code, denied.rule)
                 )
-            # The backend now discards everything up to the next Sync: so do our expectations.
+            # The backend now discards everything up to the next Sync: so do our expectations, and the
+            # changes to the server's names that they proposed never happen.
             while self._expect and self._expect[0].kind != "sync":
-                self._expect.popleft()
+                self._settle_skipped(self._expect.popleft())
         if replacement is not None:
             return replacement
         return self._mask_error(ord("E"), body)
@@ -490,9 +731,23 @@ class Relay:
     def _on_ready(self, now_ns: int, out: Output) -> None:
         while self._expect:
             head = self._expect.popleft()
+            for nonce in head.nonces:
+                self._denials.pop(nonce, None)
+            if head.kind == "query":
+                for statement in head.statements:  # statements an error skipped never ran
+                    self.names.drop(statement.change)
+                self.names.confirm(head.change)  # type: ignore[arg-type]
+            else:
+                self._settle_skipped(head)
+            if head.changes_lexing:
+                self._unsettled -= 1
             if head.kind in ("query", "sync", "call"):
                 break
-        self._denials.clear()
+        if out.tx_status == b"I":
+            self.portals.clear()  # a transaction's end drops its portals
+        if self._waiting and not self._unsettled:
+            self._waiting = False
+            out.resume = True
         self._plan = None
         self._copy = None
         if self.masker is not None and self.masker.policy.enabled:
@@ -501,6 +756,43 @@ class Relay:
                 out.events.append(MaskEvent(counts))
         if self._next_masker is not None:
             self._use_masker(self._next_masker[0])
+
+    def _settle_skipped(self, expect: _Expect) -> None:
+        """``expect`` was never answered (an error made the server skip it): its change never happens,
+        except that a Parse of the unnamed statement drops the previous one even when it fails."""
+        for nonce in expect.nonces:
+            self._denials.pop(nonce, None)
+        if expect.names is None or expect.change is None:
+            return
+        expect.names.drop(expect.change)  # type: ignore[arg-type]
+        if expect.kind == "parse" and expect.change.name == "" and expect.names is self.names:
+            self.names.confirm(self.names.propose("", None))
+
+    def _on_parameter(self, body: bytes, out: Output) -> None:
+        name, value = m.parse_parameter_status(body)
+        if name not in LEXING_SETTINGS and name != "server_encoding":
+            return
+        if self.lexing.observe(name, value) and self._exposed():
+            message = (f"Airlock ended this session: the server changed {name} to {value!r}, which nothing sent "
+                       "announced (code Airlock cannot see, such as a trigger, may have set it), while statements "
+                       "whose reading depends on it were on their way")
+            out.events.append(AlertEvent("lexing settings changed unannounced", {"setting": name, "value": value}))
+            out.fatal = ("42501", message)
+
+    def _exposed(self) -> bool:
+        """Whether a statement read under the previous settings may have been lexed under the new ones.
+        The change belongs to the request being answered (the head group): statements sent after it, and
+        statements of its own batch sent after one of its Executes, were read too early."""
+        head_group = True
+        for expect in self._expect:
+            if head_group:
+                if expect.kind in ("query", "sync", "call"):
+                    if expect.exposed:
+                        return True
+                    head_group = False
+            elif expect.sensitive:
+                return True
+        return False
 
     def _mask_error(self, mtype: int, body: bytes) -> bytes | None:
         if self.masker is None or not self.masker.policy.enabled:
@@ -534,6 +826,42 @@ class Relay:
             # No guardrails classified it: text and CSV look alike on the wire, so ask the grammar.
             kind = next((c.copy_format for c in classify(statement.text) if c.copy_format), None)
         return CopyFormat(kind=kind or ("binary" if overall else "text"))
+
+
+class _Wait:
+    """The sentinel a handler returns when its message must wait (``Output.deferred``)."""
+
+
+_WAIT = _Wait()
+
+
+class _SqlNames:
+    """The relay's prepared-statement names as the guardrail engine sees them while judging a Query."""
+
+    __slots__ = ("_relay",)
+
+    def __init__(self, relay: Relay) -> None:
+        self._relay = relay
+
+    def observe(self, stmt: ClassifiedStatement) -> PendingChange[_Prepared] | None:
+        relay = self._relay
+        change = observe_sql(relay.names, stmt, lambda body: _Prepared(
+            _Statement(stmt.text, body.kind.value, "", "", relay._now_ns, body.copy_format), stmt.text,
+            classified=body))
+        relay._query_changes.append(change)
+        return change
+
+    def resolve_all(self, stmt: ClassifiedStatement) -> list[ClassifiedStatement]:
+        return resolve_all(stmt, self._relay._bodies)
+
+
+def _unknown_statement(text: str, error: str) -> ClassifiedStatement:
+    return ClassifiedStatement(StatementKind.UNKNOWN, frozenset({StatementKind.UNKNOWN}), text, (0, len(text)),
+                               "statement", error=error, effects=(Effect(StatementKind.UNKNOWN),))
+
+
+def _unknown_name() -> ClassifiedStatement:
+    return _unknown_statement("", "the statement or portal it runs is unknown to Airlock")
 
 
 def _no_masking(plan: ColumnPlan, body: bytes) -> bytes | None:
@@ -641,7 +969,9 @@ def with_protections(relay: Relay, guard: GuardrailEngine | None, masker: Result
     if isinstance(relay, PassthroughRelay):
         if guard is None and masker is None:
             return relay
-        return Relay(guard, masker)
+        full = Relay(guard, masker)
+        full.lexing = relay.lexing  # what the server reported so far still holds
+        return full
     relay.guard = guard
     relay.replace_masker(masker)
     return relay

@@ -43,9 +43,21 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(policy)"
 
 
+# The tags of the target union (``model.Target``): pydantic puts the chosen one in an error's location.
+_ENGINES = frozenset({"postgres", "ssh", "kubernetes"})
+
+
+def _location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """``targets.demo.postgres.port`` -> ``targets.demo.port``."""
+    if len(loc) > 2 and loc[0] == "targets" and loc[2] in _ENGINES:
+        return loc[:2] + loc[3:]
+    return loc
+
+
 def _problems(err: ValidationError, data: dict[Any, Any]) -> list[str]:
     problems = []
     for e in err.errors(include_url=False, include_input=False):
+        e["loc"] = _location(tuple(e["loc"]))
         msg = e["msg"].removeprefix("Value error, ")
         if e["loc"] == ("version",):
             got = repr(data["version"]) if "version" in data else "missing"

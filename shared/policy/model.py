@@ -12,12 +12,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from shared.controlplane import BackendTLS, RecordingMode
 from shared.guard.verdict import Action
+from shared.k8s.policy import KubernetesAccess, KubernetesGuardrails, KubernetesTargetSpec
 from shared.masking.rules import MaskingPolicy
 from shared.pg.sql.rules import GuardrailsPolicy
+from shared.ssh.policy import SshAccess, SshGuardrails, SshTargetSpec
 
 SCHEMA_VERSION = 1
 
@@ -70,6 +81,8 @@ class IdentitySpec(_Strict):
 
 
 class TargetSpec(_Strict):
+    """A PostgreSQL target (``engine: postgres``, the default)."""
+
     engine: Literal["postgres"] = "postgres"
     host: str = Field(min_length=1)
     port: int = Field(default=5432, ge=1, le=65535)
@@ -87,10 +100,27 @@ class ApprovalsSection(_Strict):
     sns_topic_arn: str | None = None
 
 
+def _engine(value: Any) -> str:
+    engine = value.get("engine", "postgres") if isinstance(value, dict) else getattr(value, "engine", "postgres")
+    return str(engine)
+
+
+# A target of any protocol, told apart by ``engine`` (absent: postgres).
+Target = Annotated[
+    Annotated[TargetSpec, Tag("postgres")] | Annotated[SshTargetSpec, Tag("ssh")]
+    | Annotated[KubernetesTargetSpec, Tag("kubernetes")],
+    Discriminator(_engine),
+]
+
+
 class Binding(_Strict):
     identity: Name
     target: Name
-    databases: list[Name] = Field(min_length=1)
+    # PostgreSQL targets: the databases this binding reaches (required); others: none.
+    databases: list[Name] = Field(default_factory=list)
+    # SSH targets: what may be done; Kubernetes targets: namespaces and whom to impersonate.
+    ssh: SshAccess | None = None
+    kubernetes: KubernetesAccess | None = None
     recording: RecordingMode = RecordingMode.BUFFERED
     retention_days: int = Field(default=365, ge=1, le=3650)
     # Grants live minutes, not hours: the proxy re-authorizes before expiry, so revocation bites fast.
@@ -115,16 +145,34 @@ class Binding(_Strict):
                 if v is not None}
 
 
+def _engine_problems(where: str, b: Binding, target: TargetSpec | SshTargetSpec | KubernetesTargetSpec) -> list[str]:
+    """A binding's fields must fit its target's protocol."""
+    out = []
+    if isinstance(target, TargetSpec):
+        if not b.databases:
+            out.append(f"{where}.databases: a PostgreSQL binding names the databases it reaches")
+    elif b.databases:
+        out.append(f"{where}.databases: target {b.target!r} is {target.engine}, which has no databases")
+    if b.ssh is not None and not isinstance(target, SshTargetSpec):
+        out.append(f"{where}.ssh: target {b.target!r} is not an SSH target")
+    if b.kubernetes is not None and not isinstance(target, KubernetesTargetSpec):
+        out.append(f"{where}.kubernetes: target {b.target!r} is not a Kubernetes target")
+    return out
+
+
 class Policy(_Strict):
     version: Literal[1]
     identities: dict[Name, IdentitySpec] = Field(default_factory=dict)
-    targets: dict[Name, TargetSpec] = Field(default_factory=dict)
+    targets: dict[Name, Target] = Field(default_factory=dict)
     bindings: list[Binding] = Field(default_factory=list)
     # Statement guardrails (docs/policy.md); absent: statements are not judged.
     guardrails: GuardrailsPolicy | None = None
     # Result masking (docs/policy.md); absent: results are not masked.
     masking: MaskingPolicy | None = None
     approvals: ApprovalsSection | None = None
+    # Rules for SSH commands and Kubernetes API requests (absent: not judged).
+    ssh: SshGuardrails | None = None
+    kubernetes: KubernetesGuardrails | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:
@@ -137,6 +185,13 @@ class Policy(_Strict):
             target = self.targets.get(b.target)
             if target is None:
                 problems.append(f"{where}.target: unknown target {b.target!r}")
+                continue
+            problems.extend(_engine_problems(where, b, target))
+            if not isinstance(target, TargetSpec):
+                key = (b.identity, b.target, "")
+                if key in seen:
+                    problems.append(f"{where}: duplicates bindings[{seen[key]}] for {b.identity}/{b.target}")
+                seen.setdefault(key, i)
                 continue
             for db in b.databases:
                 if db not in target.databases:
@@ -175,10 +230,13 @@ class Policy(_Strict):
             out.append("guardrails.unknown: allow lets statements Airlock cannot judge run unjudged")
         return out
 
-    def binding_for(self, identity: str, target: str, database: str) -> Binding | None:
-        """The binding that lets ``identity`` reach ``target``/``database``, if any."""
+    def binding_for(self, identity: str, target: str, database: str = "") -> Binding | None:
+        """The binding that lets ``identity`` reach ``target`` (and, on PostgreSQL, ``database``), if any."""
+        spec = self.targets.get(target)
         for b in self.bindings:
-            if b.identity == identity and b.target == target and database in b.databases:
+            if b.identity == identity and b.target == target and (
+                database in b.databases or (spec is not None and not isinstance(spec, TargetSpec))
+            ):
                 return b
         return None
 

@@ -56,6 +56,7 @@ class EventKind(enum.IntEnum):
     APPROVAL = 22  # approval decision for a held statement
     MASK_COUNTS = 23  # values masked, per detector
     RECORDING_FAULT = 24  # the recorder itself failed (e.g. store unreachable, buffer bound hit)
+    ALERT = 25  # something that should never happen did (the proxy's and the server's readings differ)
 
 
 FIRST_DECISION_KIND: Final = 16

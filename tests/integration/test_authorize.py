@@ -146,7 +146,8 @@ def test_valid_oidc_token_gets_a_grant(env: Env) -> None:
     assert grant["policy_version"] == env.policy_version == 1
     assert grant["recording"] == "strict"
     assert grant["backend"] == {
-        "host": "127.0.0.1", "port": 5433, "database": "demo", "credential_secret": "airlock/targets/demo",
+        "engine": "postgres", "host": "127.0.0.1", "port": 5433, "database": "demo",
+        "credential_secret": "airlock/targets/demo",
         "tls": "require", "tls_ca_pem": None,
     }  # fmt: skip
     expires = datetime.fromisoformat(grant["expires_at"])

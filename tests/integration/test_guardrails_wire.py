@@ -120,11 +120,15 @@ def test_sql_prepare_execute_is_judged_by_its_body(stack: AirlockStack) -> None:
     assert count(stack, "SELECT count(*) FROM orders") == 50000
 
 
-def test_unparseable_statement_is_denied_as_unknown(stack: AirlockStack) -> None:
+def test_unparseable_statement_is_denied_as_unknown_with_the_servers_sqlstate(stack: AirlockStack) -> None:
     with psycopg.connect(stack.conninfo(), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege) as info:
+        with pytest.raises(psycopg.errors.SyntaxError) as info:  # 42601, as the server would say
             conn.execute(b"SELEC * FORM customers")
-        assert "could not establish" in str(info.value)
+        assert "could not establish" in str(info.value) and 'syntax error at or near "SELEC"' in str(info.value)
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):  # 26000, as the server would say
+            conn.execute(b"EXECUTE never_prepared")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # a policy refusal stays 42501
+            conn.execute(b"DROP TABLE customers")
 
 
 def _truncate_allowed(stack: AirlockStack) -> bool:

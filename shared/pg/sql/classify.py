@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from pglast import ast, parse_sql
-from pglast.enums import DiscardMode, ObjectType, VariableSetKind
+from pglast.enums import DiscardMode, ObjectType, TransactionStmtKind, VariableSetKind
 from pglast.parser import ParseError
 
 from shared.pg.sql.functions import (
@@ -150,8 +150,11 @@ def _statement(node: ast.Node, text: str, span: tuple[int, int]) -> ClassifiedSt
     else:
         walk.visit(node)
     kinds = {e.kind for e in walk.effects} | {kind}
+    own_settings = _settings(node)
     if kind is not K.EXECUTE and not any(e.kind is kind for e in walk.effects):
-        walk.add(Effect(kind))  # the statement itself, when it touched no relation of its own kind
+        # The statement itself, when it touched no relation of its own kind.
+        setting = own_settings[0] if len(own_settings) == 1 and not _turns_on(node) else None
+        walk.add(Effect(kind, setting=setting))
     for k in tuple(kinds):
         if k in (K.UPDATE_NO_WHERE, K.DELETE_NO_WHERE):
             kinds.add(K.UPDATE if k is K.UPDATE_NO_WHERE else K.DELETE)
@@ -168,7 +171,55 @@ def _statement(node: ast.Node, text: str, span: tuple[int, int]) -> ClassifiedSt
         copy_format=_copy_format(node) if isinstance(node, ast.CopyStmt) else None,
         error=walk.error,
         effects=tuple(walk.effects),
+        settings=tuple(walk.settings) + own_settings,
     )
+
+
+def _settings(node: ast.Node) -> tuple[str, ...]:
+    """The run-time settings a statement changes by its own syntax (set_config() calls: ``_Walk``)."""
+    if isinstance(node, ast.VariableSetStmt):
+        if node.kind == VariableSetKind.VAR_RESET_ALL:
+            return ("*",)
+        if node.kind == VariableSetKind.VAR_SET_MULTI:  # SET TRANSACTION / SESSION CHARACTERISTICS ...
+            return _transaction_modes(node.args)
+        return (str(node.name or "").lower(),)
+    if isinstance(node, ast.DiscardStmt) and node.target == DiscardMode.DISCARD_ALL:
+        return ("*",)
+    if isinstance(node, ast.TransactionStmt):
+        if node.kind in _TRANSACTION_ENDS:
+            return ("*",)
+        return _transaction_modes(node.options)
+    return ()
+
+
+def _turns_on(node: ast.Node) -> bool:
+    """``SET x = on`` (or true, 1, yes): asking for a read-only guard is not switching one off."""
+    if not isinstance(node, ast.VariableSetStmt) or node.kind != VariableSetKind.VAR_SET_VALUE or not node.args:
+        return False
+    value = node.args[0].val if isinstance(node.args[0], ast.A_Const) else None
+    if isinstance(value, ast.String):
+        return str(value.sval).lower() in ("on", "true", "yes", "1")
+    if isinstance(value, ast.Integer):
+        return bool(value.ival)
+    return False
+
+
+def _transaction_modes(options: object) -> tuple[str, ...]:
+    """BEGIN READ WRITE, SET TRANSACTION READ WRITE: they set transaction_read_only (to off)."""
+    for opt in options if isinstance(options, tuple | list) else ():
+        if isinstance(opt, ast.DefElem) and opt.defname == "transaction_read_only" and isinstance(opt.arg, ast.A_Const):
+            value = opt.arg.val
+            if isinstance(value, ast.Integer) and not value.ival:
+                return ("transaction_read_only",)
+    return ()
+
+
+# COMMIT, ROLLBACK, ROLLBACK TO SAVEPOINT, PREPARE TRANSACTION: SET LOCAL values (and SETs of a rolled-back
+# transaction) revert, so settings may change.
+_TRANSACTION_ENDS = frozenset(
+    {TransactionStmtKind.TRANS_STMT_COMMIT, TransactionStmtKind.TRANS_STMT_ROLLBACK,
+     TransactionStmtKind.TRANS_STMT_ROLLBACK_TO, TransactionStmtKind.TRANS_STMT_PREPARE}
+)
 
 
 def _kind(node: ast.Node) -> StatementKind | None:
@@ -300,6 +351,7 @@ class _Walk:
         self._writes: dict[int, StatementKind] = {}  # id(RangeVar) -> the kind of the statement writing it
         self._ctes: set[str] = set()
         self._seen: set[Effect] = set()
+        self.settings: list[str] = []
 
     def add(self, effect: Effect) -> None:
         if effect not in self._seen:
@@ -336,6 +388,7 @@ class _Walk:
         for effect in inner.effects:
             self.add(effect)
         self._names(inner)
+        self.settings.extend(inner.settings)
         self.error = self.error or inner.error
 
     def absorb_reads(self, inner: ClassifiedStatement, kind: StatementKind) -> None:
@@ -402,8 +455,7 @@ class _Walk:
             self.functions.append(qualified)
         args = list(call.args or ())
         if name == "set_config" and schema in (None, "pg_catalog"):
-            # set_config('x', v, ...) is SET x = v, and a side effect a SELECT would hide.
-            self.add(Effect(K.SIDE_EFFECT_FUNCTION, function=qualified))
+            # set_config('x', v, ...) is SET x = v (a SELECT that calls it is not read-only).
             self._set_config(args, qualified)
         elif name in SIDE_EFFECT_FUNCTIONS:
             self.add(Effect(K.SIDE_EFFECT_FUNCTION, function=qualified))
@@ -425,9 +477,13 @@ class _Walk:
         if setting is None:
             self.unknown("set_config() with a computed parameter name")
         elif setting.lower() in IDENTITY_SETTINGS:
-            self.add(Effect(K(IDENTITY_SETTINGS[setting.lower()]), function=qualified))
+            self.add(Effect(K(IDENTITY_SETTINGS[setting.lower()]), function=qualified, setting=setting.lower()))
         else:
-            self.add(Effect(K.SET, function=qualified))
+            value = _literal(args[1]) if len(args) > 1 else None
+            asks_on = value is not None and value.lower() in ("on", "true", "yes", "1")
+            self.add(Effect(K.SET, function=qualified, setting=None if asks_on else setting.lower()))
+        if setting is not None:
+            self.settings.append(setting.lower())
 
     def _relation_arg(self, name: str, args: list[ast.Node]) -> None:
         """table_to_xml('payments.cards', ...) reads a table no FROM clause names."""

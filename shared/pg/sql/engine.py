@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pglast import parser
 
-from shared.guard.verdict import Action, EffectVerdict, judge_effect, stricter, strictest
+from shared.guard.verdict import STRICTNESS, Action, EffectVerdict, judge_effect, stricter, strictest
 from shared.pg.sql.classify import MAX_CACHED_SQL, classify
 from shared.pg.sql.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
 from shared.pg.sql.kinds import ClassifiedStatement, Effect, StatementKind
@@ -34,7 +34,20 @@ from shared.pg.sql.prepared import PreparedStatements
 from shared.pg.sql.rules import GuardrailsPolicy, GuardRule
 from shared.pg.wire.messages import build_error
 
+K = StatementKind
+
+
+class SessionNames(Protocol):
+    """What the engine needs of a session's prepared statements (``prepared.PreparedStatements``)."""
+
+    def observe(self, stmt: ClassifiedStatement) -> object: ...
+
+    def resolve_all(self, stmt: ClassifiedStatement) -> list[ClassifiedStatement]: ...
+
+
 INSUFFICIENT_PRIVILEGE = "42501"
+SYNTAX_ERROR = "42601"
+INVALID_STATEMENT_NAME = "26000"
 UNKNOWN_RULE = "unknown"  # the rule name reported when the unknown action decided
 DEFAULT_RULE = "default"
 READ_ONLY_RULE = "read_only"
@@ -69,12 +82,25 @@ class Decision:
             head = f"Airlock {_verb(self.action)} {what}{detail}: rule \"{self.rule}\""
         return f"{head}: {self.reason}" if self.reason else head
 
+    @property
+    def sqlstate(self) -> str:
+        """42501 for a refusal by policy; where Airlock refuses for the reason the server would have
+        errored (a syntax error, a prepared statement that does not exist), the server's own SQLSTATE, so
+        clients that branch on it keep working."""
+        if self.rule == UNKNOWN_RULE:
+            error = self.classified.error or ""
+            if error.startswith("syntax error"):
+                return SYNTAX_ERROR
+            if error.startswith("prepared statement") and error.endswith("is unknown to Airlock"):
+                return INVALID_STATEMENT_NAME
+        return INSUFFICIENT_PRIVILEGE
+
     def error_response(self) -> bytes:
-        """ErrorResponse (SQLSTATE 42501) for a blocked statement; the session continues."""
+        """ErrorResponse for a blocked statement; the session continues."""
         hint = None
         if self.action is Action.HOLD:
             hint = "approvals are not available on this connection yet, so a held statement is refused"
-        return build_error("ERROR", INSUFFICIENT_PRIVILEGE, self.message(), hint=hint)
+        return build_error("ERROR", self.sqlstate, self.message(), hint=hint)
 
 
 def _verb(action: Action) -> str:
@@ -106,11 +132,12 @@ class GuardrailEngine:
         self.hits = 0
         self.misses = 0
 
-    def judge(self, sql: str, session: PreparedStatements | None = None) -> list[Decision]:
+    def judge(self, sql: str, session: SessionNames | None = None) -> list[Decision]:
         """One decision per statement of ``sql`` (an empty list for an empty query).
 
-        With a ``session``, PREPARE / DEALLOCATE / DISCARD ALL update it, and EXECUTE is judged by the
-        prepared body; without one, EXECUTE is unknown.
+        With a ``session``, each statement is shown to it as it is judged (``observe``: PREPARE /
+        DEALLOCATE / DISCARD ALL propose changes to its names), and EXECUTE is judged by every body the
+        session may hold under its name (``resolve_all``); without one, EXECUTE is unknown.
         """
         cached = self._cache.get(sql)
         if cached is not None:
@@ -121,13 +148,18 @@ class GuardrailEngine:
                     session.observe(d.classified)
             return list(cached)
         self.misses += 1
-        tracker = session if session is not None else PreparedStatements()
+        tracker: SessionNames = session if session is not None else PreparedStatements()
         decisions = []
         dependent = False
         statements, shape = self._classify(sql)
         for stmt in statements:
-            dependent = dependent or stmt.session_dependent
-            decisions.append(self._decide_shaped(stmt, shape) if shape else self.decide(tracker.resolve(stmt)))
+            if shape:
+                decisions.append(self._decide_shaped(stmt, shape))
+            elif stmt.session_dependent:
+                dependent = True
+                decisions.append(self.decide_any(tracker.resolve_all(stmt)))
+            else:
+                decisions.append(self.decide(stmt))
             tracker.observe(stmt)
         if not dependent and self.policy.cache_size and len(sql) <= MAX_CACHED_SQL:
             self._cache[sql] = tuple(decisions)
@@ -135,11 +167,32 @@ class GuardrailEngine:
                 self._cache.popitem(last=False)
         return decisions
 
-    def judge_parse(self, name: str, sql: str, session: PreparedStatements) -> Decision:
-        """An extended-protocol Parse: track the named statement and judge it."""
+    def judge_one(self, sql: str) -> tuple[ClassifiedStatement, Decision]:
+        """An extended-protocol Parse: its one statement and its decision (a Parse may hold only one)."""
         statements, shape = self._classify(sql)
-        stmt = session.track_parse(name, sql, statements)
-        return self._decide_shaped(stmt, shape) if shape and len(statements) == 1 else self.decide(stmt)
+        if len(statements) != 1:
+            error = "Parse message with no statement" if not statements else "several statements in one Parse"
+            stmt = ClassifiedStatement(K.UNKNOWN, frozenset({K.UNKNOWN}), sql, (0, len(sql)), "statement",
+                                       error=error, effects=(Effect(K.UNKNOWN),))
+            return stmt, self.decide(stmt)
+        stmt = statements[0]
+        return stmt, self._decide_shaped(stmt, shape) if shape else self.decide(stmt)
+
+    def decide_any(self, options: list[ClassifiedStatement]) -> Decision:
+        """The strictest decision over ``options``: what a name may run (see ``prepared``)."""
+        worst: Decision | None = None
+        for option in options:
+            decision = self.decide(option)
+            if worst is None or STRICTNESS[decision.action] > STRICTNESS[worst.action]:
+                worst = decision
+        assert worst is not None, "a name always has at least one possibility"
+        return worst
+
+    def unjudgeable(self, text: str, reason: str) -> Decision:
+        """The decision for text Airlock cannot read as the server will (the policy's ``unknown``)."""
+        stmt = ClassifiedStatement(K.UNKNOWN, frozenset({K.UNKNOWN}), text, (0, len(text)), "statement",
+                                   error=reason, effects=(Effect(K.UNKNOWN),))
+        return self.decide(stmt)
 
     def classify(self, sql: str) -> list[ClassifiedStatement]:
         """``classify(sql)``, remembered: by exact text, and for statements whose verdict cannot depend

@@ -28,7 +28,7 @@ SIDE_EFFECT_FUNCTIONS: frozenset[str] = frozenset(
         "dblink_open", "dblink_fetch", "dblink_disconnect", "postgres_fdw_disconnect",
         "postgres_fdw_disconnect_all",
         # Settings and server control.
-        "set_config", "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal", "pg_create_restore_point",
+        "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal", "pg_create_restore_point",
         "pg_promote", "pg_wal_replay_pause", "pg_wal_replay_resume", "pg_backup_start", "pg_backup_stop",
         "pg_log_standby_snapshot", "pg_logical_emit_message", "pg_import_system_collations",
         "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
@@ -68,7 +68,7 @@ RELATION_FUNCTIONS: frozenset[str] = frozenset(
     }
 )
 
-# set_config() parameters that change who the session is.
+# set_config() is SET by another name (classified as such); these parameters change who the session is.
 IDENTITY_SETTINGS: dict[str, str] = {"role": "set_role", "session_authorization": "set_session_authorization"}
 
 

@@ -86,11 +86,25 @@ READ_ONLY_KINDS: frozenset[StatementKind] = frozenset(
     }
 )
 
+# Settings whose change an ``access: read_only`` session may not make: they switch off the server's own
+# read-only guard (a role or database default), which stays in force as defence in depth.
+READ_ONLY_SETTINGS = frozenset({"default_transaction_read_only", "transaction_read_only"})
+
+# Built-ins that are everyday usage (so not side-effect functions) but write: a read-only session refuses them.
+WRITING_BUILTINS = frozenset({"nextval", "pg_advisory_xact_lock", "pg_try_advisory_xact_lock",
+                              "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock_shared"})
+
 # A kind that is a special case of a broader one also counts as the broader kind for rules.
 _IMPLIED: dict[StatementKind, frozenset[StatementKind]] = {
     StatementKind.UPDATE_NO_WHERE: frozenset({StatementKind.UPDATE_NO_WHERE, StatementKind.UPDATE}),
     StatementKind.DELETE_NO_WHERE: frozenset({StatementKind.DELETE_NO_WHERE, StatementKind.DELETE}),
 }
+
+
+_RUNS_UNSEEN_CODE = frozenset(
+    {StatementKind.OPAQUE_FUNCTION, StatementKind.DO_BLOCK, StatementKind.CALL, StatementKind.UNKNOWN}
+)
+_LEXING = frozenset({"client_encoding", "standard_conforming_strings", "names", "*"})
 
 
 class Access(StrEnum):
@@ -119,6 +133,7 @@ class Effect:
     kind: StatementKind
     table: TableRef | None = None
     function: str | None = None  # lower-cased, schema-qualified as written
+    setting: str | None = None  # SET / set_config() / a transaction mode: the run-time setting it changes
 
     @property
     def kinds(self) -> frozenset[StatementKind]:
@@ -129,6 +144,10 @@ class Effect:
     def changes(self) -> bool:
         """Whether the effect can change anything (what ``access: write`` matches, ``read_only`` refuses)."""
         if self.table is not None and self.table.access is Access.WRITE:
+            return True
+        if self.setting in READ_ONLY_SETTINGS:
+            return True  # switching off a server-side read-only guard is a step towards writing
+        if self.function is not None and self.function.rpartition(".")[2] in WRITING_BUILTINS:
             return True
         return self.kind not in READ_ONLY_KINDS
 
@@ -161,6 +180,15 @@ class ClassifiedStatement:
     copy_format: str | None = None  # "text", "csv" or "binary" for COPY
     error: str | None = None  # why the kind is unknown
     effects: tuple[Effect, ...] = ()
+    # Run-time settings the statement may change, lower-cased: SET / RESET / set_config() names, "*" for
+    # RESET ALL, DISCARD ALL and a transaction's end (it reverts SET LOCAL and rolled-back SETs).
+    settings: tuple[str, ...] = ()
+
+    @property
+    def may_change_lexing(self) -> bool:
+        """Whether running this may change how the server reads the SQL that follows: a setting that
+        changes lexing, or code Airlock cannot see into (which can set anything)."""
+        return bool(self.kinds & _RUNS_UNSEEN_CODE) or any(s in _LEXING for s in self.settings)
 
     @property
     def session_dependent(self) -> bool:

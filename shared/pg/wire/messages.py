@@ -28,22 +28,38 @@ def frame(mtype: bytes, body: bytes) -> bytes:
     return mtype + _I32.pack(len(body) + 4) + body
 
 
+# Protocol strings are bytes in the session's client_encoding, which need not be UTF-8 (LATIN9, SJIS, ...).
+# They are read as UTF-8 with surrogateescape, so bytes that are not UTF-8 survive as lone surrogates and a
+# string read here and written back is byte-identical. Whoever must understand a string's characters (the
+# SQL judge, masking) decodes the bytes with the session's encoding instead (``shared/pg/sql/lexing.py``).
+WIRE_ERRORS = "surrogateescape"
+
+
 def _cstr(value: str) -> bytes:
-    raw = value.encode()
+    raw = value.encode("utf-8", WIRE_ERRORS)
     if b"\0" in raw:
         raise ValueError("NUL byte in protocol string")
     return raw + b"\0"
 
 
-def read_cstr(body: bytes | memoryview, pos: int) -> tuple[str, int]:
-    """Read a NUL-terminated UTF-8 string at pos; returns (string, position after the NUL)."""
+def _cstr_end(body: bytes | memoryview, pos: int) -> int:
     end = bytes(body).find(b"\0", pos) if isinstance(body, memoryview) else body.find(b"\0", pos)
     if end < 0:
         raise ProtocolViolation("unterminated string in message")
-    try:
-        return bytes(body[pos:end]).decode(), end + 1
-    except UnicodeDecodeError as e:
-        raise ProtocolViolation("invalid UTF-8 in message") from e
+    return end
+
+
+def read_cstr(body: bytes | memoryview, pos: int) -> tuple[str, int]:
+    """Read a NUL-terminated string at pos; returns (string, position after the NUL). Bytes that are not
+    UTF-8 are kept as surrogates (see ``WIRE_ERRORS``)."""
+    end = _cstr_end(body, pos)
+    return bytes(body[pos:end]).decode("utf-8", WIRE_ERRORS), end + 1
+
+
+def read_cstr_bytes(body: bytes, pos: int) -> tuple[bytes, int]:
+    """Read a NUL-terminated string at pos as the bytes it is."""
+    end = _cstr_end(body, pos)
+    return body[pos:end], end + 1
 
 
 # ---------------------------------------------------------------- startup phase (no type byte)
@@ -272,6 +288,14 @@ def parse_query(body: bytes) -> str:
     return text
 
 
+def parse_query_bytes(body: bytes) -> bytes:
+    """A Query's text as the bytes the client sent (in its client_encoding)."""
+    raw, end = read_cstr_bytes(body, 0)
+    if end != len(body):
+        raise ProtocolViolation("invalid Query message: trailing bytes")
+    return raw
+
+
 def build_query(sql: str) -> bytes:
     return frame(b"Q", _cstr(sql))
 
@@ -279,14 +303,18 @@ def build_query(sql: str) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Parse:
     name: str
-    query: str
+    query_bytes: bytes  # as sent, in the session's client_encoding
     param_types: tuple[int, ...]
+
+    @property
+    def query(self) -> str:
+        return self.query_bytes.decode("utf-8", WIRE_ERRORS)
 
 
 def parse_parse(body: bytes) -> Parse:
     # Parse: cstring name, cstring query, int16 n, int32 oid * n
     name, pos = read_cstr(body, 0)
-    query, pos = read_cstr(body, pos)
+    query, pos = read_cstr_bytes(body, pos)
     if pos + 2 > len(body):
         raise ProtocolViolation("invalid Parse message")
     (count,) = _I16.unpack_from(body, pos)

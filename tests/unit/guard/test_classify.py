@@ -83,11 +83,15 @@ def test_unknown_carries_the_parser_error() -> None:
 # ---------------------------------------------------------------- prepared statements
 
 
-def test_execute_gets_the_prepared_body() -> None:
+def kinds_of(options: list[ClassifiedStatement]) -> list[frozenset[StatementKind]]:
+    return [o.kinds for o in options]
+
+
+def test_execute_gets_the_prepared_body_of_the_same_batch() -> None:
     session = PreparedStatements()
     prepare, execute = classify("PREPARE p AS DELETE FROM t; EXECUTE p")
     session.observe(prepare)
-    resolved = session.resolve(execute)
+    (resolved,) = session.resolve_all(execute)  # same Query: if PREPARE failed, EXECUTE never runs
     assert resolved.kind is StatementKind.EXECUTE
     assert {StatementKind.DELETE, StatementKind.DELETE_NO_WHERE} <= resolved.kinds
     assert StatementKind.UNKNOWN not in resolved.kinds
@@ -96,52 +100,52 @@ def test_execute_gets_the_prepared_body() -> None:
 
 def test_execute_of_an_unknown_name_is_unknown() -> None:
     (execute,) = classify("EXECUTE nope")
-    resolved = PreparedStatements().resolve(execute)
+    (resolved,) = PreparedStatements().resolve_all(execute)
     assert StatementKind.UNKNOWN in resolved.kinds and resolved.error
 
 
-def test_deallocate_and_discard_forget() -> None:
+def test_a_pending_change_of_an_earlier_batch_may_or_may_not_have_happened() -> None:
+    session = PreparedStatements()
+    session.confirm(session.observe(classify("PREPARE p AS DELETE FROM t WHERE id = 1")[0]))
+    session.new_batch()
+    attempt = session.observe(classify("PREPARE p AS SELECT 1")[0])  # the server refuses: p exists
+    session.new_batch()
+    (execute,) = classify("EXECUTE p")
+    options = session.resolve_all(execute)
+    assert len(options) == 2 and any(StatementKind.DELETE in k for k in kinds_of(options))
+    session.drop(attempt)  # the refusal arrives
+    (only,) = session.resolve_all(execute)
+    assert StatementKind.DELETE in only.kinds
+
+
+def test_deallocate_and_discard_forget_once_confirmed() -> None:
     session = PreparedStatements()
     for stmt in classify("PREPARE a AS SELECT 1; PREPARE b AS SELECT 2"):
-        session.observe(stmt)
-    assert len(session) == 2
-    session.observe(classify("DEALLOCATE a")[0])
-    assert "a" not in session and "b" in session
-    session.observe(classify("DEALLOCATE ALL")[0])
-    assert len(session) == 0
-    session.observe(classify("PREPARE c AS SELECT 1")[0])
-    session.observe(classify("DISCARD ALL")[0])
-    assert len(session) == 0
+        session.confirm(session.observe(stmt))
+    assert set(session.confirmed) == {"a", "b"}
+    change = session.observe(classify("DEALLOCATE a")[0])
+    assert "a" in session.confirmed  # not before the server says so
+    session.confirm(change)
+    assert set(session.confirmed) == {"b"}
+    session.confirm(session.observe(classify("DEALLOCATE ALL")[0]))
+    assert not session.confirmed
+    session.confirm(session.observe(classify("PREPARE c AS SELECT 1")[0]))
+    session.confirm(session.observe(classify("DISCARD ALL")[0]))
+    assert not session.confirmed
 
 
 def test_explain_analyze_execute_resolves() -> None:
     session = PreparedStatements()
-    session.observe(classify("PREPARE p AS UPDATE t SET a = 1 WHERE id = 2")[0])
+    session.confirm(session.observe(classify("PREPARE p AS UPDATE t SET a = 1 WHERE id = 2")[0]))
     (stmt,) = classify("EXPLAIN ANALYZE EXECUTE p")
-    resolved = session.resolve(stmt)
+    (resolved,) = session.resolve_all(stmt)
     assert StatementKind.UPDATE in resolved.kinds and StatementKind.UNKNOWN not in resolved.kinds
     (plain,) = classify("EXPLAIN EXECUTE p")
-    assert StatementKind.UPDATE not in session.resolve(plain).kinds
+    assert StatementKind.UPDATE not in session.resolve_all(plain)[0].kinds
 
 
-def test_extended_protocol_named_and_unnamed_statements() -> None:
+def test_protocol_parse_and_sql_execute_share_one_namespace() -> None:
     session = PreparedStatements()
-    named = session.track_parse("s1", "DELETE FROM t WHERE id = $1")
-    assert named.kind is StatementKind.DELETE and session.lookup("s1") == named
-    session.track_parse("", "SELECT 1")
-    session.track_parse("", "TRUNCATE t")  # a new Parse replaces the unnamed statement
-    unnamed = session.lookup("")
-    assert unnamed is not None and unnamed.kind is StatementKind.TRUNCATE
-    session.on_simple_query()
-    assert session.lookup("") is None and session.lookup("s1") is not None
-    session.close("s1")
-    assert session.lookup("s1") is None
-    # SQL EXECUTE reaches protocol-level names: one namespace on the server.
-    session.track_parse("s2", "DROP TABLE t")
-    assert StatementKind.DROP in session.resolve(classify("EXECUTE s2")[0]).kinds
-
-
-def test_parse_with_several_statements_is_unknown() -> None:
-    session = PreparedStatements()
-    assert session.track_parse("x", "SELECT 1; SELECT 2").kind is StatementKind.UNKNOWN
-    assert session.track_parse("y", "").kind is StatementKind.UNKNOWN
+    session.confirm(session.track_parse("s2", classify("DROP TABLE t")[0]))
+    (resolved,) = session.resolve_all(classify("EXECUTE s2")[0])
+    assert StatementKind.DROP in resolved.kinds

@@ -84,6 +84,7 @@ READ_ONLY_ALLOWED = [
     "SHOW search_path", "EXPLAIN SELECT * FROM t", "EXPLAIN ANALYZE SELECT * FROM t", "BEGIN", "COMMIT",
     "SET statement_timeout = 1000", "DECLARE c CURSOR FOR SELECT * FROM t", "FETCH 10 FROM c", "CLOSE c",
     "PREPARE q AS SELECT * FROM t WHERE id = $1", "DEALLOCATE q", "LISTEN ch", "SELECT pg_sleep(0)",
+    "SET default_transaction_read_only = on", "BEGIN READ ONLY", "SELECT set_config('jit', 'off', false)",
 ]
 READ_ONLY_DENIED = [
     "INSERT INTO t VALUES (1)", "UPDATE t SET a = 1 WHERE id = 2", "DELETE FROM t WHERE id = 1",
@@ -92,7 +93,9 @@ READ_ONLY_DENIED = [
     "SELECT my_fn()", "DO $$ BEGIN END $$", "CALL p()", "CREATE TABLE x (a int)", "DROP TABLE t",
     "TRUNCATE t", "COPY t FROM STDIN", "NOTIFY ch", "VACUUM t", "LOCK t", "SET ROLE admin",
     "GRANT SELECT ON t TO u", "SELECT * INTO x FROM t", "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN DELETE",
-    "SELECT nextval('s'), setval('s', 1)", "ALTER SYSTEM SET work_mem = '1GB'", "REFRESH MATERIALIZED VIEW m",
+    "SELECT nextval('s')", "SELECT setval('s', 1)", "ALTER SYSTEM SET work_mem = '1GB'", "REFRESH MATERIALIZED VIEW m",
+    "BEGIN READ WRITE", "SET TRANSACTION READ WRITE", "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    "SET default_transaction_read_only = off", "SET transaction_read_only = false",
 ]
 
 
@@ -172,11 +175,13 @@ def test_the_shape_cache_keeps_schema_names_apart() -> None:
     assert action(e, "DELETE FROM vault.keys WHERE id = 4") is Action.DENY
 
 
-def test_set_config_is_both_a_setting_and_a_side_effect() -> None:
-    (stmt,) = classify("SELECT set_config('default_transaction_read_only', 'off', false)")
-    assert {K.SET, K.SIDE_EFFECT_FUNCTION} <= stmt.kinds
-    e = engine([{"name": "side-effects", "match": {"kinds": ["side_effect_function"]}, "action": "deny"}])
+def test_set_config_is_a_set_by_another_name() -> None:
+    (stmt,) = classify("SELECT set_config('work_mem', '1MB', false)")
+    assert K.SET in stmt.kinds and K.SIDE_EFFECT_FUNCTION not in stmt.kinds
+    e = engine([{"name": "no-set", "match": {"kinds": ["set"]}, "action": "deny"}])
     assert action(e, "SELECT set_config('work_mem', '1MB', false)") is Action.DENY
+    assert action(e, "SET work_mem = '1MB'") is Action.DENY
+    assert action(e, "SELECT current_setting('work_mem')") is Action.ALLOW
 
 
 def test_the_message_names_the_effect_that_decided() -> None:

@@ -145,14 +145,18 @@ def test_prepared_statements_are_judged_by_their_body() -> None:
     # A cache hit on a PREPARE still updates the session it is judged for.
     third = PreparedStatements()
     e.judge("PREPARE p AS DELETE FROM t; EXECUTE p", third)
-    assert "p" in third
+    assert third.possible("p") != [None]
 
 
 def test_extended_protocol_parse() -> None:
     e = engine([NO_DDL])
     session = PreparedStatements()
-    assert e.judge_parse("s1", "DROP TABLE t", session).action is Action.DENY
+    stmt, decision = e.judge_one("DROP TABLE t")
+    assert decision.action is Action.DENY
+    session.confirm(session.track_parse("s1", stmt))
     assert e.judge("EXECUTE s1", session)[0].action is Action.DENY
+    several, refused = e.judge_one("SELECT 1; SELECT 2")
+    assert several.kind is StatementKind.UNKNOWN and refused.rule == "unknown"
 
 
 def test_scope_filters_rules_by_identity_target_database() -> None:
