@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from . import approvals_cli, sessions_cli
+from .audit import cli as audit_cli
 from .environment import load_stack, use_local_stack
 
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.set_defaults(func=keys_issue)
     sessions_cli.register(commands)
     approvals_cli.register(commands, dev)
+    audit_cli.register(commands)
     return parser
 
 
