@@ -137,9 +137,18 @@ def test_function_environment_maps_to_control_plane_settings(provisioned_stack: 
     assert provisioned_stack.lambda_functions() == {
         f"{TEST_STACK}-authorize": "app.handler",
         f"{TEST_STACK}-sweeper": "app.handler",
-        f"{TEST_STACK}-approvals": "functions/approvals/app.handler",
-        f"{TEST_STACK}-slack-interactions": "functions/slack_interactions/app.handler",
-        f"{TEST_STACK}-approval-links": "functions/approval_links/app.handler",
+        f"{TEST_STACK}-approvals": "app.handler",
+        f"{TEST_STACK}-slack-interactions": "app.handler",
+        f"{TEST_STACK}-approval-links": "app.handler",
+    }
+    # Each function's code is its own directory (CodeUri), never the repository.
+    code = {f.name: f.code_root.relative_to(TEMPLATE.parent).as_posix() for f in provisioned_stack.functions.values()}
+    assert code == {
+        f"{TEST_STACK}-authorize": "functions/authorize",
+        f"{TEST_STACK}-sweeper": "functions/sweeper",
+        f"{TEST_STACK}-approvals": "functions/approvals",
+        f"{TEST_STACK}-slack-interactions": "functions/slack_interactions",
+        f"{TEST_STACK}-approval-links": "functions/approval_links",
     }
 
     from shared.config import ControlPlaneSettings

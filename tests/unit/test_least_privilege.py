@@ -5,10 +5,12 @@ boto3 and pynamodb calls its code can reach, mapped to IAM actions. The template
 role's policies. A call without a grant fails here (it would fail in AWS with AccessDenied, where the
 local stack, which checks no permissions, never would); so does a grant that no code uses. Resources are
 checked too: no ``*``, DynamoDB grants on exactly the tables (and indexes) the code binds its models to,
-S3, KMS and Lambda grants on exactly the resources whose names the code reads from its environment.
+S3, KMS, Lambda, SNS and Secrets Manager grants on exactly the resources whose names the code reads from
+its environment, or from the policy file (``POLICY_NAMED``).
 
 Components are discovered from the template: every ``AWS::Serverless::Function`` (entry: its handler),
 plus the roles named in ``ROLE_CODE``. A role the test does not know fails it, so none goes unchecked.
+A role's statements are its inline policies and every ``AWS::IAM::Policy`` attached to it.
 """
 
 from __future__ import annotations
@@ -35,8 +37,15 @@ ROLE_CODE = {"ProxyTaskRole": "proxy.__main__:main", "AuditorRole": "airlock.aud
 # Roles that only AWS services use on our behalf, with everything they may do. (The auditor role's
 # Glue and S3 permissions are Athena's on the auditor's behalf: airlock.deploy.awscalls.IMPLIED.)
 SERVICE_ROLES = {"ProxyExecutionRole": {"secretsmanager:GetSecretValue": {"ProxyCertificateSecret"}}}
-# Secrets the policy file names (credential_ref, masking.token_key_ref) live under this prefix.
-SECRET_PREFIX = "secret:airlock/"
+# Resources the policy file names rather than the environment: the field the code reads -> what the
+# deployment provides for it (docs/deploy.md). Backend credentials and the masking token key live
+# under airlock/ in Secrets Manager; approval messages go to the stack's approvals topic.
+_SECRETS = "arn::secretsmanager:::secret:airlock"
+POLICY_NAMED = {
+    "credential_secret": {f"{_SECRETS}/targets/*"},
+    "token_key_ref": {f"{_SECRETS}/masking-token-key-*"},
+    "sns_topic_arn": {"ApprovalsTopic"},
+}
 
 
 @dataclass
@@ -52,6 +61,13 @@ class Component:
 def _function_entry(props: Mapping[str, Any]) -> str:
     module, _, attribute = props["Handler"].rpartition(".")
     return ".".join([*Path(props["CodeUri"]).parts, module.replace("/", ".")]) + ":" + attribute
+
+
+def _attached_statements(role: str) -> list[dict[str, Any]]:
+    """Statements of the ``AWS::IAM::Policy`` resources attached to ``role``."""
+    return [statement for logical_id, resource in RESOURCES.items() if resource["Type"] == "AWS::IAM::Policy"
+            and {"Ref": role} in resource["Properties"].get("Roles", [])
+            for statement in _inline_statements([resource["Properties"]], logical_id)]
 
 
 def _inline_statements(policies: list[Any], owner: str) -> list[dict[str, Any]]:
@@ -84,7 +100,8 @@ def components() -> dict[str, Component]:
             if task["Properties"].get("TaskRoleArn") == {"Fn::GetAtt": [role, "Arn"]}:
                 for container in task["Properties"]["ContainerDefinitions"]:
                     env.update({v["Name"]: v["Value"] for v in container.get("Environment", [])})
-        found[role] = Component(role, entry, _inline_statements(props.get("Policies", []), role), env)
+        statements = _inline_statements(props.get("Policies", []), role) + _attached_statements(role)
+        found[role] = Component(role, entry, statements, env)
     for component in found.values():
         reached = component_calls(component.entry, codebase)
         assert not reached.ambiguous, reached.ambiguous
@@ -130,8 +147,9 @@ def _needed(component: Component) -> dict[str, list[AwsCall]]:
 
 
 def _addressed(component: Component) -> set[str]:
-    """Template resources the component's code reads the names of (settings fields -> AIRLOCK_* variables)."""
-    out = set()
+    """Resources the component's code reads the names of: template resources named in its environment
+    (settings fields -> AIRLOCK_* variables), and those a policy file names (``POLICY_NAMED``)."""
+    out = {r for name, resources in POLICY_NAMED.items() if name in component.attributes for r in resources}
     for variable, value in component.environment.items():
         fields = {variable.removeprefix(p).lower() for p in ("AIRLOCK_PROXY_", "AIRLOCK_RECORDING_", "AIRLOCK_")}
         if variable.startswith("AIRLOCK_") and fields & component.attributes and isinstance(value, dict):
@@ -177,17 +195,18 @@ def _expected_resources(component: Component, action: str, calls: list[AwsCall])
         return _athena_resources(action)
     addressed = _addressed(component)
     kinds = {"s3": "AWS::S3::Bucket", "kms": "AWS::KMS::Key", "lambda": "AWS::Serverless::Function",
-             "sns": "AWS::SNS::Topic"}  # fmt: skip
+             "sns": "AWS::SNS::Topic", "secretsmanager": "AWS::SecretsManager::Secret"}  # fmt: skip
     if service == "dynamodb":
         out = set()
         for call in calls:
             variable = f"AIRLOCK_{(call.table_field or '').upper()}"
             assert variable in component.environment, f"{call.where}: table field {call.table_field} not configured"
             table = _normalise(component.environment[variable])
-            out.add(f"{table}/index/*" if call.index else table)
+            out.add(f"{table}/index/{call.index}" if call.index else table)
         return out
     if service in kinds:
-        targets = {r for r in addressed if RESOURCES.get(r, {}).get("Type") == kinds[service]}
+        targets = {r for r in addressed if RESOURCES.get(r, {}).get("Type") == kinds[service]
+                   or r.startswith(f"arn::{service}:")}
         if service == "s3":
             bucket_level = action in {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"}
             return targets if bucket_level else {f"{t}/*" for t in targets}
@@ -212,10 +231,7 @@ def check(component: Component) -> list[str]:
         if any(r == "*" or r.endswith(":*") for r in resources):
             problems.append(f"{component.name}: {action} on {sorted(resources)}: name the resources")
         expected = _expected_resources(component, action, needed[action])
-        if expected is None:
-            if action.startswith("secretsmanager:") and not all(SECRET_PREFIX in r for r in resources):
-                problems.append(f"{component.name}: {action} on {sorted(resources)}: only {SECRET_PREFIX}*")
-        elif resources != expected:
+        if expected is not None and resources != expected:
             problems.append(f"{component.name}: {action} on {sorted(resources)}, its code uses {sorted(expected)}")
     return problems
 
@@ -273,3 +289,29 @@ def test_an_unused_grant_fails() -> None:
     altered = Component(proxy.name, proxy.entry, [*proxy.statements, extra], proxy.environment, proxy.calls,
                         proxy.attributes)
     assert check(altered) == [f"ProxyTaskRole: grants kms:GetPublicKey, which no code of {proxy.entry} calls"]
+
+
+def test_the_proxy_watches_approvals_but_never_decides() -> None:
+    """A gateway asks the approvals Lambda, reads where its approvals stand and counts allowance uses;
+    it can neither write an approval nor grant an allowance (that is the approvals service's)."""
+    proxy = _granted(components()["ProxyTaskRole"].statements)
+    approvals = {a: r for a, r in proxy.items() if r & {"ApprovalsTable", "AllowancesTable", "ApprovalsFunction"}
+                 or any(x.startswith(("ApprovalsTable/", "AllowancesTable/")) for x in r)}
+    assert approvals == {
+        "dynamodb:BatchGetItem": {"ApprovalsTable"},
+        "dynamodb:Query": {"AllowancesTable/index/by-scope", "SessionsTable/index/by-status"},
+        "dynamodb:UpdateItem": {"AllowancesTable", "SessionsTable"},
+        "lambda:InvokeFunction": {"ApprovalsFunction", "AuthorizeFunction"},
+    }
+
+
+def test_each_approvals_function_reads_only_the_secrets_its_channels_need() -> None:
+    secrets = {name: _granted(components()[name].statements)["secretsmanager:GetSecretValue"]
+               for name in ("ApprovalsFunction", "SlackInteractionsFunction", "ApprovalLinksFunction")}
+    assert secrets == {
+        "ApprovalsFunction": {"SlackAppSecret", "ApprovalLinkKeySecret"},  # posts to Slack, signs SNS links
+        "SlackInteractionsFunction": {"SlackAppSecret"},  # verifies and answers Slack
+        "ApprovalLinksFunction": {"SlackAppSecret", "ApprovalLinkKeySecret"},  # verifies links, rewrites Slack
+    }
+    publishers = {name for name, c in components().items() if "sns:Publish" in _granted(c.statements)}
+    assert publishers == {"ApprovalsFunction"}

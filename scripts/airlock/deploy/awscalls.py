@@ -16,6 +16,8 @@ In the reached units, an AWS operation is one of:
   ``self._client``, ``state["client"]``, ``s3_client()``: the project's convention) and the method is an
   operation of a service whose client the reached code creates (``.client("s3")``), or
   ``<client>.get_paginator("<operation>")``;
+* a call of aws-lambda-powertools' parameters utility (``parameters.get_secret(name)``), which calls
+  the service for its caller;
 * a pynamodb call on a model bound to a table: ``_bind(<Model>, settings.<table field>, ...)`` (or a model
   class used directly) and what flows from it (``item = m(...)``, ``for item in m.query(...)``), calling
   ``get``/``save``/``update``/``query``/... ; ``m.<index>.query`` queries that index.
@@ -53,7 +55,7 @@ class AwsCall:
     where: str  # "shared/recording/store.py:85"
     keywords: frozenset[str] = frozenset()  # keyword arguments given (names only)
     table_field: str | None = None  # DynamoDB: the settings field naming the table
-    index: bool = False  # DynamoDB: a query on a secondary index
+    index: str | None = None  # DynamoDB: the secondary index queried (its ``index_name``)
 
 
 @dataclass
@@ -323,6 +325,33 @@ def _boto3_calls(reach: Reach, ambiguous: list[str]) -> list[AwsCall]:
     return calls
 
 
+# aws_lambda_powertools.utilities.parameters functions -> the operation they call.
+POWERTOOLS_PARAMETERS = "aws_lambda_powertools.utilities.parameters"
+POWERTOOLS_OPERATIONS = {"get_secret": ("secretsmanager", "GetSecretValue"), "get_secrets_by_name": (
+    "secretsmanager", "BatchGetSecretValue"), "set_secret": ("secretsmanager", "PutSecretValue")}  # fmt: skip
+
+
+def _powertools_calls(reach: Reach) -> list[AwsCall]:
+    """``parameters.get_secret(...)`` (or ``get_secret(...)`` imported from the utility)."""
+    calls = []
+    for module_name, node in reach.units.values():
+        module = reach.codebase.modules[module_name]
+        for child in unit_nodes(node):
+            if not isinstance(child, ast.Call):
+                continue
+            func = child.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                owner, name = module.scope.get(func.value.id, "").replace(":", "."), func.attr
+            elif isinstance(func, ast.Name):
+                owner, _, name = module.scope.get(func.id, "").rpartition(":")
+            else:
+                continue
+            if owner == POWERTOOLS_PARAMETERS and name in POWERTOOLS_OPERATIONS:
+                service, operation = POWERTOOLS_OPERATIONS[name]
+                calls.append(AwsCall(service, operation, _where(module, child)))
+    return calls
+
+
 def _pynamodb_models(codebase: Codebase) -> dict[str, ast.ClassDef]:
     """Classes deriving (in the project) from pynamodb's Model, by symbol."""
     models: dict[str, ast.ClassDef] = {}
@@ -345,10 +374,10 @@ def _pynamodb_models(codebase: Codebase) -> dict[str, ast.ClassDef]:
 _INDEX_BASES = {"pynamodb.indexes:GlobalSecondaryIndex", "pynamodb.indexes:LocalSecondaryIndex"}
 
 
-def _index_attributes(codebase: Codebase, module_name: str, node: ast.ClassDef) -> set[str]:
-    """Class attributes holding a secondary index (``by_identity = _ByIdentity()``)."""
+def _index_attributes(codebase: Codebase, module_name: str, node: ast.ClassDef) -> dict[str, str]:
+    """Class attributes holding a secondary index (``by_identity = _ByIdentity()``) -> the index's name."""
     module = codebase.modules[module_name]
-    found: set[str] = set()
+    found: dict[str, str] = {}
     for item in node.body:
         if not (isinstance(item, ast.Assign) and isinstance(item.value, ast.Call)
                 and isinstance(item.value.func, ast.Name)):
@@ -356,9 +385,20 @@ def _index_attributes(codebase: Codebase, module_name: str, node: ast.ClassDef) 
         index_class = codebase.class_node(module.scope.get(item.value.func.id, ""))
         bases = {module.scope.get(b.value.id if isinstance(b, ast.Subscript) and isinstance(b.value, ast.Name)
                                   else getattr(b, "id", ""), "") for b in (index_class.bases if index_class else [])}
-        if bases & _INDEX_BASES:
-            found.update(t.id for t in item.targets if isinstance(t, ast.Name))
+        if index_class is not None and bases & _INDEX_BASES:
+            name = _meta_value(index_class, "index_name")
+            found.update((t.id, name or t.id) for t in item.targets if isinstance(t, ast.Name))
     return found
+
+
+def _meta_value(node: ast.ClassDef, key: str) -> str | None:
+    """A string constant of the class's ``Meta`` (``index_name = "by-status"``)."""
+    for meta in (n for n in node.body if isinstance(n, ast.ClassDef) and n.name == "Meta"):
+        for item in meta.body:
+            if (isinstance(item, ast.Assign) and isinstance(item.value, ast.Constant)
+                    and any(isinstance(t, ast.Name) and t.id == key for t in item.targets)):
+                return str(item.value.value)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +427,9 @@ def _pynamodb_calls(reach: Reach) -> list[AwsCall]:
     calls = []
     for unit, (module_name, node) in reach.units.items():
         module = codebase.modules[module_name]
-        attributes = bound.get(unit_class(unit) or "", {})
+        attributes: dict[str, _Binding] = {}
+        for cls in reversed(_class_and_bases(reach, unit_class(unit))):  # a subclass's own bindings win
+            attributes.update(bound.get(cls, {}))
         local: dict[str, _Binding] = {}
         for child in unit_nodes(node):  # assignments first: a name flows into later statements
             value, targets = None, []
@@ -411,15 +453,29 @@ def _pynamodb_calls(reach: Reach) -> list[AwsCall]:
                 binding = _Binding(model, None) if model is not None and model in models else None
             if operation is None or binding is None:
                 continue
-            on_index = False
+            on_index = None
             if isinstance(receiver, ast.Attribute) and _rooted(receiver.value, local, attributes) is not None:
                 # m.<field>.exists() is a condition, not a call; m.<index>.query() queries the index.
-                if receiver.attr not in indexes.get(binding.model, set()):
+                on_index = indexes.get(binding.model, {}).get(receiver.attr)
+                if on_index is None:
                     continue
-                on_index = True
             keywords = frozenset(k.arg for k in child.keywords if k.arg)
             calls.append(AwsCall("dynamodb", operation, _where(module, child), keywords, binding.table_field, on_index))
     return calls
+
+
+def _class_and_bases(reach: Reach, cls: str | None) -> list[str]:
+    """``cls`` and the project classes it derives from (attributes bound in a base's ``__init__``)."""
+    out: list[str] = []
+    todo = [cls] if cls else []
+    while todo:
+        symbol = todo.pop()
+        node = reach.codebase.class_node(symbol)
+        if symbol in out or node is None:
+            continue
+        out.append(symbol)
+        todo.extend(t for b in node.bases if (t := reach._resolve_expr(symbol.partition(":")[0], b)))
+    return out
 
 
 def _binding_of(reach: Reach, module_name: str, call: ast.AST, models: dict[str, ast.ClassDef]) -> _Binding | None:
@@ -459,7 +515,7 @@ def component_calls(entry: str, codebase: Codebase | None = None) -> ComponentCa
     """Every AWS operation reachable from ``entry`` ("module:function")."""
     reach = Reach(codebase or Codebase.load()).run(entry)
     ambiguous: list[str] = []
-    calls = _boto3_calls(reach, ambiguous) + _pynamodb_calls(reach)
+    calls = _boto3_calls(reach, ambiguous) + _powertools_calls(reach) + _pynamodb_calls(reach)
     return ComponentCalls(entry, tuple(calls), frozenset(reach.attributes), tuple(ambiguous))
 
 
