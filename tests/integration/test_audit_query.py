@@ -1,7 +1,8 @@
 """``airlock audit query`` against data real sessions produced, every named query included.
 
 Sessions go through proxies joined to the local stack (their own proxy ids, so this module finds its own
-rows among other tests'): ci-nightly reads masked card numbers and is denied a DROP TABLE; the contractor
+rows among other tests'): ci-nightly reads masked card numbers, is denied a DROP TABLE, and has two DO
+blocks held for approval (one approved from Slack, one denied from the CLI); the contractor
 is revoked, refused twice, reinstated and connects again; a third session's proxy is killed (SIGKILL)
 after its audit lines landed, so its recording has no manifest until the sweeper Lambda seals it
 incomplete. The CLI then runs on DuckDB over the local S3 objects, with the Glue tables the local stack
@@ -11,9 +12,12 @@ made from template.yaml and the named queries of template.yaml: the SQL Athena r
 from __future__ import annotations
 
 import json
+import queue
+import re
 import secrets
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +31,8 @@ pytestmark = pytest.mark.stack
 
 TODAY = datetime.now(UTC).date()
 PERIOD = [f"--param=from_date={TODAY - timedelta(days=1)}", f"--param=to_date={TODAY + timedelta(days=1)}"]
+# Held by the demo policy (opaque-code-needs-approval); approvers: dba.
+APPROVED, DENIED = "DO $$ BEGIN PERFORM 1; END $$", "DO $$ BEGIN PERFORM 2; END $$"
 FAST_AUDIT = {"AIRLOCK_RECORDING_AUDIT_FLUSH_INTERVAL": "0.2", "AIRLOCK_RECORDING_FLUSH_INTERVAL": "0.2"}
 
 
@@ -42,6 +48,20 @@ def _audit_objects(stack: AirlockStack, proxy_id: str) -> list[str]:
     bucket = stack.info["env"]["AIRLOCK_SESSIONS_BUCKET"]
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="audit/")
     return [o["Key"] for page in pages for o in page.get("Contents", []) if f"/{proxy_id}-" in o["Key"]]
+
+
+def _held(stack: AirlockStack, conn: psycopg.Connection[Any], statement: str, *decide: str) -> None:
+    """Run ``statement``, which the policy holds; decide its approval with the CLI command ``decide``
+    (``ID`` stands for the approval id the agent's notice names), and wait for the statement's outcome."""
+    notices: queue.Queue[str] = queue.Queue()
+    conn.add_notice_handler(lambda d: notices.put(d.message_primary or ""))
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(conn.execute, statement)
+        held = notices.get(timeout=30)
+        match = re.search(r"holding this statement for approval (apr_\w+)", held)
+        assert match, held
+        stack.cli(*(match.group(1) if word == "ID" else word for word in decide))
+        running.result(timeout=30)
 
 
 def _sessions_of(stack: AirlockStack, proxy_id: str) -> dict[str, str]:
@@ -60,6 +80,10 @@ def sessions(stack: AirlockStack) -> dict[str, Any]:
             conn.execute("SELECT count(*) FROM orders").fetchall()
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("DROP TABLE orders")
+            _held(stack, conn, APPROVED, "dev", "approvals", "click", "ID", "approve")  # dana, from Slack
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not during the audit"):
+                _held(stack, conn, DENIED, "approvals", "deny", "ID", "--reason", "not during the audit",
+                      "--as", "U0DEMODANA")
         stack.cli("identity", "revoke", "contractor", "--reason", "offboarded")
         try:
             for _ in range(2):
@@ -105,6 +129,8 @@ def test_statements_by_identity(stack: AirlockStack, sessions: dict[str, Any]) -
         ("SELECT card_number, email FROM customers ORDER BY id LIMIT 3", "allow"),
         ("SELECT count(*) FROM orders", "allow"),
         ("DROP TABLE orders", "deny"),
+        (APPROVED, "approved"),
+        (DENIED, "hold"),
     ]
     assert mine[0]["rows"] == 3 and mine[2]["error_code"] == "42501" and mine[0]["database"] == "demo"
     assert not [r for r in rows if r["session_id"] in sessions["by_served"] and r["statement"] == "SELECT 1"]
@@ -113,8 +139,30 @@ def test_statements_by_identity(stack: AirlockStack, sessions: dict[str, Any]) -
 def test_denied_and_held_statements(stack: AirlockStack, sessions: dict[str, Any]) -> None:
     rows = query(stack, "--named", "denied_and_held_statements", *PERIOD)
     mine = [r for r in rows if r["session_id"] in sessions["by_served"]]
-    assert [(r["statement"], r["decision"], r["decided_by"]) for r in mine] == [("DROP TABLE orders", "deny", "block")]
+    deciders = [(r["statement"], r["decision"], r["error_code"], r["decided_as"], r["decided_by"], r["decided_via"])
+                for r in mine]
+    assert deciders == [
+        ("DROP TABLE orders", "deny", "42501", "block", None, None),
+        (APPROVED, "approved", None, "approval_approved", "dana", "slack"),
+        (DENIED, "hold", "42501", "approval_denied", "U0DEMODANA", "cli"),
+    ]
     assert "schema changes go through a change request" in mine[0]["decider_reason"]
+    assert mine[0]["approval_id"] is None
+    assert mine[1]["approval_id"].startswith("apr_") and mine[2]["approval_id"].startswith("apr_")
+    assert mine[1]["approval_id"] != mine[2]["approval_id"]
+    assert "not during the audit" in mine[2]["decider_reason"]
+    # The decision lines themselves: the policy's hold, then the approval requested and decided.
+    sql = ("SELECT decision, approval_id, decided_by, decided_via FROM airlock_events "
+           "WHERE event = 'decision' AND (decision = 'hold' OR decision LIKE 'approval_%') "
+           f"AND proxy_id = '{sessions['served']}' ORDER BY \"time\"")
+    lines = [(r["decision"], r["approval_id"], r["decided_by"], r["decided_via"]) for r in query(stack, sql)]
+    first, second = mine[1]["approval_id"], mine[2]["approval_id"]
+    assert lines == [
+        ("hold", None, None, None), ("approval_requested", first, None, None),
+        ("approval_approved", first, "dana", "slack"),
+        ("hold", None, None, None), ("approval_requested", second, None, None),
+        ("approval_denied", second, "U0DEMODANA", "cli"),
+    ]
 
 
 def test_sessions_touching_table(stack: AirlockStack, sessions: dict[str, Any]) -> None:
