@@ -106,6 +106,8 @@ def test_alarms_watch_what_the_issue_names() -> None:
     assert ("Errors", "{'Ref': 'AuthorizeFunction'}") in watched
     assert ("Throttles", "{'Ref': 'AuthorizeFunction'}") in watched
     assert ("Errors", "{'Ref': 'SweeperFunction'}") in watched and ("SweepFailures", "airlock") in watched
+    for function in ("ApprovalsFunction", "SlackInteractionsFunction", "ApprovalLinksFunction"):
+        assert ("Errors", f"{{'Ref': '{function}'}}") in watched
     assert any(metric == "UnHealthyHostCount" for metric, _ in watched)
     assert {"RunningTaskCount", "DesiredTaskCount"} <= {metric for metric, _ in watched}
     assert ("AuditLinesDropped", "") in watched
