@@ -298,6 +298,10 @@ class ApprovalsClient:
         wanted_kinds, wanted_tables, now = set(kinds), set(tables), self.clock()
         return next((a for a in hit[1] if a.covers(wanted_kinds, wanted_tables, now)), None)
 
+    def forget_allowances(self, *, protocol: str, identity: str, target: str, database: str) -> None:
+        """Drop the cached allowances of a scope (an approval just created one: use it at once)."""
+        self._allowance_cache.pop(allowance_scope(protocol, identity, target, database), None)
+
     async def record_use(self, allowance: Allowance, session_id: str) -> None:
         """Count one use on the allowance item; ``ApprovalsUnavailable`` if that write failed."""
         try:

@@ -23,6 +23,7 @@ from .credentials import CredentialCache
 from .pg.cancel import CancelRegistry
 from .pg.context import GuardrailEngines, PgContext
 from .pg.session import PgSession
+from .pg.tls import PgRecordSSLObject
 from .recording import RecordingServices
 from .services import Metrics, Services
 from .settings import ProxySettings
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 def agent_tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslobject_class = PgRecordSSLObject  # records no larger than PostgreSQL's (libpq relies on it)
     if settings.tls_cert is not None and settings.tls_key is not None:
         ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
         return ctx

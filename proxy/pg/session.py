@@ -349,8 +349,12 @@ class PgSession:
         try:
             credential = await self.services.credentials.get(grant.backend.credential_secret)
         except CredentialError as e:
-            log.error("%s", e, extra={"session_id": self.session_id})
-            raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
+            log.error("target %s: no backend credential: %s", grant.target, e, extra={"session_id": self.session_id})
+            raise self._refuse(
+                "08006",
+                f"Airlock could not obtain the credential for target {grant.target!r}; an Airlock operator must "
+                f"look at it (`airlock targets check {grant.target}`; the proxy log says why)",
+            ) from e
         try:
             self.backend = backend = await connect_backend(
                 backend_ref,
@@ -483,9 +487,11 @@ class PgSession:
         self._choose_path()
         self._relaying = True
         self._tasks.append(loop.create_task(self._renew(), name=f"{self.session_id}-renew"))
-        high = self.settings.write_high_water
-        server.attach(backend.messages.framer.take_pending() + take_buffered(backend.reader), write_high_water=high)
-        agent.attach(take_buffered(self.reader), write_high_water=high)
+        server.attach(
+            backend.messages.framer.take_pending() + take_buffered(backend.reader),
+            write_high_water=self.settings.backend_write_high_water,
+        )
+        agent.attach(take_buffered(self.reader), write_high_water=self.settings.write_high_water)
         await self._done
 
     def _choose_path(self) -> None:
@@ -849,6 +855,9 @@ class PgSession:
                              decided_by=state.decided_by_name or state.decided_by, decided_via=state.decided_via,
                              reason=state.outcome())
         if state.approved:
+            if state.allowance_id:  # "Approve for N minutes": the next statement of this shape uses it
+                approvals.forget_allowances(protocol="postgres", identity=grant.identity, target=grant.target,
+                                            database=grant.database)
             self._notice(state.outcome())
             return None
         if state.status is ApprovalStatus.WITHDRAWN and self._cancelled_hold:
