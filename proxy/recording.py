@@ -376,14 +376,21 @@ class SessionRecording:
         if not self._recording:
             return
         self._ship(self.recorder.record_decision(kind, payload))
-        name = kind.name.lower() if isinstance(kind, EventKind) else str(kind)
+        decision = kind.name.lower() if isinstance(kind, EventKind) else str(kind)
         if kind is EventKind.APPROVAL and payload.get("step"):
-            name = f"approval_{payload['step']}"  # approval_requested, approval_approved, approval_denied, ...
+            decision = f"approval_{payload['step']}"  # approval_requested, approval_approved, approval_denied, ...
+        if kind == EventKind.MASK_COUNTS and isinstance(payload.get("counts"), Mapping):
+            # One line per detector, flat for SQL: ``reason`` names the detector, ``rows`` counts its values.
+            for detector, count in sorted(payload["counts"].items()):
+                self.services.audit.add(
+                    _audit(self.start, event="decision", decision=decision, reason=str(detector), rows=int(count))
+                )
+            return
         self.services.audit.add(
             _audit(
                 self.start,
                 event="decision",
-                decision=name,
+                decision=decision,
                 statement=_opt_str(payload.get("statement")),
                 statement_kind=_opt_str(payload.get("statement_kind")),
                 reason=_opt_str(payload.get("reason")),

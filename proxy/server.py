@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 import tempfile
@@ -38,15 +39,26 @@ def agent_tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
         ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
         return ctx
     if settings.tls_cert_pem and settings.tls_key_pem is not None:
-        # ssl can only load files: write them to a private directory and remove it at once.
-        with tempfile.TemporaryDirectory(prefix="airlock-tls-") as directory:
-            cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
-            cert.write_text(settings.tls_cert_pem)
-            key.touch(mode=0o600)
-            key.write_text(settings.tls_key_pem.get_secret_value())
-            ctx.load_cert_chain(cert, key)
+        # ssl can only load files: write them to a private directory under TMPDIR (on a read-only root
+        # filesystem, the task's writable volume) and remove it at once.
+        try:
+            with tempfile.TemporaryDirectory(prefix="airlock-tls-") as directory:
+                cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+                cert.write_text(settings.tls_cert_pem)
+                key.touch(mode=0o600)
+                key.write_text(settings.tls_key_pem.get_secret_value())
+                ctx.load_cert_chain(cert, key)
+        except OSError as e:  # FileNotFoundError: no writable temporary directory at all
+            raise StartupError(
+                f"cannot write the TLS certificate and key to a temporary directory ({e}); point TMPDIR "
+                f"(now {os.environ.get('TMPDIR', 'unset')}) at a writable volume"
+            ) from e
         return ctx
     return None
+
+
+class StartupError(Exception):
+    """The proxy cannot start with this configuration; the message says what to change."""
 
 
 class ProxyServer:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from . import approvals_cli, sessions_cli, targets_cli
+from .audit import cli as audit_cli
 from .environment import load_stack, use_local_stack
 
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     sessions_cli.register(commands)
     approvals_cli.register(commands, dev)
     targets_cli.register(commands)
+    audit_cli.register(commands)
     return parser
 
 
