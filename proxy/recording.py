@@ -70,6 +70,8 @@ from shared.store.sessions import (
     SessionState,
 )
 
+from .admission import RefusalAggregate
+
 log = logging.getLogger(__name__)
 
 
@@ -203,6 +205,21 @@ class RecordingServices:
         """Start the audit writer's timer (call once, on the proxy's event loop)."""
         if self._audit_task is None:
             self._audit_task = asyncio.get_running_loop().create_task(self.audit.run(), name="airlock-audit-timer")
+
+    def refusals_aggregated(self, aggregate: RefusalAggregate) -> None:
+        """One audit line for refusals the login gate counted instead of recording one by one: the count
+        (in ``rows``), the source and the reasons (in ``reason``), the window's last time."""
+        self.audit.add(
+            AuditEvent(
+                time=datetime.fromtimestamp(aggregate.last, UTC),
+                event="decision",
+                session_id="",
+                proxy_id=self.audit.proxy_id,
+                decision="refusals_aggregated",
+                rows=aggregate.count,
+                reason=aggregate.describe(),
+            )
+        )
 
     async def shutdown(self, reason: str = "proxy shutting down") -> None:
         """SIGTERM: seal every live recording, wait (bounded) for finalisation, flush audit lines."""

@@ -1,5 +1,6 @@
 """What a gateway session may use of its proxy process: settings, the agent-side TLS context, the control
-plane, the credential cache, the recording services and the metrics. Sessions depend on this narrow set,
+plane, the credential cache, the recording services, the login gate, the metrics, and whether the
+process is draining. Sessions depend on this narrow set,
 never on the server that owns it, so the server can run sessions of any protocol."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
+from .admission import LoginGate
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .recording import RecordingServices
@@ -37,4 +39,7 @@ class Services:
     control_plane: ControlPlaneClient
     credentials: CredentialCache
     recording: RecordingServices
+    gate: LoginGate
     metrics: Metrics
+    # Set when SIGTERM starts the drain: a login in progress opens nothing more.
+    draining: bool = False

@@ -33,11 +33,26 @@ class ProxySettings(BaseSettings):
     # Largest single message accepted from an agent (a huge Bind or CopyData is legal; cap it anyway).
     max_agent_message: int = 64 * 1024 * 1024
     read_size: int = 256 * 1024
+    # Before login a connection's stream buffers at most twice this much of what the agent sent.
+    startup_read_limit: int = 16 * 1024
     # Transport write buffer high-water mark: above it the opposite side stops being read.
     write_high_water: int = 1024 * 1024
     connect_timeout: float = 10.0
     authorize_timeout: float = 10.0
+    # From accept until the agent has sent its password (TLS, start-up, password): one deadline.
     startup_timeout: float = 30.0
+    # Connections not yet granted a session (proxy/admission.py): at most this many at once, and at most
+    # max_unauthenticated_per_source from one address. More wait (unread) for a place, up to
+    # login_wait_seconds; as many may wait as may log in, and beyond that they are refused at once (53300).
+    max_unauthenticated: int = Field(default=512, ge=1)
+    max_unauthenticated_per_source: int = Field(default=32, ge=1)
+    login_wait_seconds: float = Field(default=5.0, ge=0)
+    # Refused logins per source address: recorded one by one up to refusal_burst, then refusal_rate per
+    # second; beyond that the address's logins are refused before authorize is invoked, and its refusals
+    # are counted in one audit line per refusal_window seconds.
+    refusal_burst: int = Field(default=30, ge=1)
+    refusal_rate: float = Field(default=0.5, gt=0)
+    refusal_window: float = Field(default=60.0, gt=0)
     # Re-authorize when this fraction of the grant's lifetime has passed.
     reauthorize_at: float = 0.8
     credential_cache_seconds: float = 60.0

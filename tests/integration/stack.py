@@ -18,8 +18,9 @@ from typing import Any
 from airlock.cli import mint_dev_token
 from airlock.devstack.stack import ROOT, free_port, wait_for_port
 
-# Short grants so that renewal (and so revocation of live sessions) happens within seconds in tests.
-TEST_GRANT_TTL = 5
+# Short grants so that renewal (and so revocation of live sessions) happens within seconds in tests; not
+# shorter: the grant is a hard deadline, and a renewal under load (2 shared CPUs) needs a few seconds of margin.
+TEST_GRANT_TTL = 10
 
 
 @dataclass
