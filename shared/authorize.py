@@ -223,6 +223,7 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
             credential_secret=target.credential_secret,
             tls=target.tls,
             tls_ca_pem=target.tls_ca_pem,
+            allow_insecure_password=target.allow_insecure_password,
         ),
         recording=binding.recording,
         retention_days=binding.retention_days,

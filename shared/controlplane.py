@@ -47,6 +47,8 @@ class BackendRef(_Model):
     tls: BackendTLS = BackendTLS.PREFER
     # PEM bundle used to verify the backend certificate (verify-ca / verify-full); None = system store.
     tls_ca_pem: str | None = None
+    # TargetSpec.allow_insecure_password: md5/cleartext password authentication without verified TLS.
+    allow_insecure_password: bool = False
 
 
 class AuthorizeRequest(_Model):

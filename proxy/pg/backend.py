@@ -2,8 +2,12 @@
 
 The proxy authenticates to the backend with the credential from Secrets Manager, never with anything
 the agent sent. SCRAM-SHA-256 uses scramp, with channel binding (SCRAM-SHA-256-PLUS,
-tls-server-end-point) whenever the connection is TLS and the server offers it; md5 and cleartext are
-supported for older servers (cleartext only over TLS or loopback). What the backend says after
+tls-server-end-point) whenever the connection is TLS and the server offers it; AuthenticationOk is
+accepted only after the server's own SCRAM proof (its signature in SASLFinal) has been verified, so a
+server that does not know the password cannot pass for the target by skipping it. md5 and cleartext
+are supported for older servers, but only where the server is authenticated (tls verify-ca/verify-full,
+or require) or the policy opts in (``allow_insecure_password``); cleartext never goes over an
+unencrypted connection except to a loopback address. What the backend says after
 AuthenticationOk (ParameterStatus, BackendKeyData, NegotiateProtocolVersion, notices) is collected so
 the session can replay it to the agent under the proxy's own cancel key.
 """
@@ -151,6 +155,7 @@ async def connect_backend(
 
 async def _authenticate(conn: BackendConnection, ref: BackendRef, credential: BackendCredential) -> None:
     scram: scramp.ScramClient | None = None
+    server_proved = False  # SCRAM: the server's signature in SASLFinal was verified
     while True:
         mtype, body, whole = await _read(conn)
         if mtype == ord("E"):
@@ -162,10 +167,12 @@ async def _authenticate(conn: BackendConnection, ref: BackendRef, credential: Ba
             raise _violation(f"unexpected message {chr(mtype)!r} during backend authentication")
         code, data = m.parse_authentication(body)
         if code == AUTH_OK:
+            if scram is not None and not server_proved:
+                raise _impostor("it sent AuthenticationOk without its SCRAM proof (no server signature)")
             return
+        if code in (AUTH_CLEARTEXT, AUTH_MD5):
+            _check_password_request(conn, ref, "cleartext" if code == AUTH_CLEARTEXT else "md5")
         if code == AUTH_CLEARTEXT:
-            if not conn.tls and not _is_loopback(ref.host):
-                raise _violation("backend asked for a cleartext password over an unencrypted connection")
             conn.writer.write(m.build_password_message(credential.password))
             conn.auth_mechanism = "password"
         elif code == AUTH_MD5:
@@ -187,11 +194,29 @@ async def _authenticate(conn: BackendConnection, ref: BackendRef, credential: Ba
         elif code == AUTH_SASL_FINAL and scram is not None:
             try:
                 scram.set_server_final(data.decode())
-            except scramp.ScramException as e:
+            except (scramp.ScramException, UnicodeDecodeError) as e:
                 # The server could not prove it knows the password: it is not who we think.
-                raise _violation(f"backend failed SCRAM server verification: {e}") from e
+                raise _impostor(f"its SCRAM server signature is wrong ({e})") from e
+            server_proved = True
         else:
             raise _violation(f"unsupported backend authentication method {code}")
+
+
+def _check_password_request(conn: BackendConnection, ref: BackendRef, kind: str) -> None:
+    """md5 or cleartext: the password (or a hash anyone can replay to this server) goes to whoever answers."""
+    if ref.tls in (BackendTLS.DISABLE, BackendTLS.PREFER) and not ref.allow_insecure_password:
+        raise BackendError(
+            f"backend {ref.host}:{ref.port} asked for {kind} password authentication, and with tls={ref.tls} "
+            "the server is not authenticated; refusing to send the password (allow_insecure_password is not set)",
+            m.build_error(
+                "FATAL", "08006",
+                f"Airlock will not send the target's password to a server it has not authenticated: the target "
+                f"asked for {kind} password authentication over tls {ref.tls}",
+                hint="an operator must set the target's tls to verify-full (or, knowingly, allow_insecure_password)",
+            ),
+        )  # fmt: skip
+    if kind == "cleartext" and not conn.tls and not _is_loopback(ref.host):
+        raise _violation("backend asked for a cleartext password over an unencrypted connection")
 
 
 def _scram_client(
@@ -255,6 +280,15 @@ def _startup_error(body: bytes, whole: bytes) -> BackendError:
                           hint="the target's credential in Secrets Manager may be wrong or rotated"),
         )
     return BackendError(f"backend start-up error: {code} {message}", whole)
+
+
+def _impostor(why: str) -> BackendError:
+    """The server did not prove it knows Airlock's credential: whoever it is, it is not the target."""
+    return BackendError(
+        f"backend did not prove its identity: {why}",
+        m.build_error("FATAL", "08006", "Airlock could not verify the target database's identity (SCRAM)",
+                      hint="the connection to the target may be intercepted; an operator must look"),
+    )
 
 
 def _violation(message: str) -> BackendError:

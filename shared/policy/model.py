@@ -76,6 +76,10 @@ class TargetSpec(_Strict):
     credential_secret: str = Field(min_length=1)
     tls: BackendTLS = BackendTLS.PREFER
     tls_ca_pem: str | None = None
+    # With tls disable/prefer the server is not authenticated, so the proxy refuses to answer its request
+    # for a cleartext or md5 password (whoever answers would get it, or a replayable hash) unless this
+    # says yes. SCRAM needs no such opt-in: it proves the server, and Airlock checks that proof.
+    allow_insecure_password: bool = False
     databases: list[Name] = Field(min_length=1)
 
 

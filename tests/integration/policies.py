@@ -1,0 +1,49 @@
+"""Tests that need more than the demo policy push a superset of it for a while, then restore it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from tests.integration.stack import AirlockStack, eventually
+
+
+def put_secret(stack: AirlockStack, name: str, value: dict[str, str]) -> None:
+    """A Secrets Manager secret in the stack's local AWS (created or replaced)."""
+    env = stack.info["env"]
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    try:
+        client.create_secret(Name=name, SecretString=json.dumps(value))
+    except client.exceptions.ResourceExistsException:
+        client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+
+
+@contextmanager
+def pushed_policy(
+    stack: AirlockStack, edit: Callable[[dict[str, Any]], None], tmp: Path, ready: Callable[[], bool]
+) -> Iterator[dict[str, Any]]:
+    """The demo policy with ``edit`` applied, pushed until the block ends. ``ready()`` says when new
+    sessions see it (the authorize Lambda caches the policy for a few seconds)."""
+    original = stack.state_dir / "policy.yaml"
+    policy = yaml.safe_load(original.read_text())
+    edit(policy)
+    path = tmp / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    stack.cli("policy", "push", str(path))
+    try:
+        assert eventually(ready, timeout=30), "the pushed policy never took effect"
+        yield policy
+    finally:
+        stack.cli("policy", "push", str(original))
