@@ -43,14 +43,6 @@ from .wire import MessageReader, PeerClosed
 
 log = logging.getLogger(__name__)
 
-# Startup parameters an agent may pass through. Everything else is dropped: notably ``options``
-# (``-c role=...`` would bypass statement guardrails) and ``replication``.
-FORWARDED_PARAMS = frozenset(
-    {"application_name", "client_encoding", "DateStyle", "TimeZone", "extra_float_digits",
-     "IntervalStyle", "search_path", "datestyle", "timezone", "intervalstyle"}
-)
-
-
 class BackendError(Exception):
     """The backend could not be reached or refused us. ``error`` is an ErrorResponse for the agent."""
 
@@ -130,17 +122,20 @@ async def open_backend_stream(
 async def connect_backend(
     ref: BackendRef,
     credential: BackendCredential,
-    agent_params: Mapping[str, str],
+    parameters: Mapping[str, str],
     protocol: int,
     *,
     timeout: float,
     max_message: int,
 ) -> BackendConnection:
+    """Log in to the target as Airlock's credential. ``parameters`` go into the StartupMessage as they
+    are: the agent's settings once the session has judged them (shared/pg/startup.py) and its protocol
+    options (``_pq_.*``); ``user`` and ``database`` are always the proxy's own."""
     reader, writer, tls = await open_backend_stream(ref, timeout)
     conn = BackendConnection(
         reader, writer, MessageReader(reader, Framer(limit=max_message, peer="backend")), tls=tls
     )
-    params = {k: v for k, v in agent_params.items() if k in FORWARDED_PARAMS or k.startswith("_pq_.")}
+    params = {k: v for k, v in parameters.items() if k.lower() not in ("user", "database", "options", "replication")}
     params["user"] = credential.username
     params["database"] = ref.database
     try:

@@ -63,6 +63,15 @@ from shared.pg.relay import (
     StatementEvent,
     with_protections,
 )
+from shared.pg.sql.engine import first_block
+from shared.pg.startup import (
+    PROTOCOL_OPTION_PREFIX,
+    SettingJudge,
+    StartupOptionsError,
+    StartupSetting,
+    judge_startup,
+    startup_settings,
+)
 from shared.pg.wire import messages as m
 from shared.pg.wire.constants import (
     AUTH_CLEARTEXT,
@@ -148,6 +157,8 @@ class PgSession:
         self._slot: LoginSlot | None = None
         self._refusal: tuple[str, str] | None = None
         self._target = self._database = ""
+        # What the StartupMessage asks to set (options and parameters), judged once the session is granted.
+        self._settings: list[StartupSetting] = []
         self._started_at = datetime.now(UTC)
         # The grant's expiry as a timer of its own (armed at grant, re-armed at each renewal).
         self._deadline: asyncio.TimerHandle | None = None
@@ -390,6 +401,10 @@ class PgSession:
         self._target, self._database = target or self._default_target(), db
         if not self.tls:
             raise self._refuse("28000", "Airlock accepts tokens only over TLS: connect with sslmode=require")
+        try:
+            self._settings = startup_settings(startup.params)
+        except StartupOptionsError as e:
+            raise self._refuse(e.sqlstate, f"Airlock refused the connection: {e}") from e
         wait = self.services.gate.throttled(self.source)
         if wait is not None:
             raise self._refuse(
@@ -431,6 +446,9 @@ class PgSession:
         self._slot.release()  # authenticated: no longer the login gate's concern
         self._arm_deadline(grant)
         self._go_on()
+        verdict = judge_startup(self._settings, self._judge_setting(grant))
+        if verdict.refused is not None:
+            raise self._refuse("42501", verdict.message())
         await self._open_recording(grant)
         self._step("recording")
         self._go_on()
@@ -446,11 +464,12 @@ class PgSession:
             raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
         self._step("credential")
         self._go_on()
+        protocol_options = {k: v for k, v in startup.params.items() if k.startswith(PROTOCOL_OPTION_PREFIX)}
         try:
             self.backend = backend = await connect_backend(
                 grant.backend,
                 credential,
-                startup.params,
+                {**verdict.allowed, **protocol_options},
                 startup.protocol,
                 timeout=self.settings.connect_timeout,
                 max_message=self.settings.max_backend_message,
@@ -495,6 +514,18 @@ class PgSession:
                 "setup_ms": {k: round(v, 2) for k, v in setup.items()},
             },
         )
+
+    def _judge_setting(self, grant: Grant) -> SettingJudge | None:
+        """A startup setting is judged like the SET it is, by the session's guardrails (if it has any)."""
+        engine = self.ctx.guardrails.for_grant(grant)
+        if engine is None:
+            return None
+
+        def judge(sql: str) -> str | None:
+            blocked = first_block(engine.judge(sql))
+            return blocked.message() if blocked is not None else None
+
+        return judge
 
     def _default_target(self) -> str:
         return self.settings.default_target
