@@ -23,8 +23,6 @@ class ProxySettings(BaseSettings):
     tls_key_pem: SecretStr | None = None
     # Name of the authorize Lambda (function name or ARN).
     authorize_function: str = Field(default="airlock-authorize", validation_alias="AIRLOCK_AUTHORIZE_FUNCTION")
-    # Target used when the agent's dbname does not say "<target>/<database>".
-    default_target: str = "default"
     proxy_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     # Seconds live statements get to finish after SIGTERM before sessions are closed.
     drain_seconds: float = 20.0

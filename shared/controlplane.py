@@ -55,7 +55,9 @@ class AuthorizeRequest(_Model):
     action: Literal["connect", "reauthorize"] = "connect"
     identity: str = Field(min_length=1, max_length=128, description="the user name the agent presented")
     token: SecretStr | None = Field(default=None, description="the agent's password: OIDC JWT or Airlock key")
-    target: str = Field(min_length=1, max_length=128)
+    # None: the database name alone chooses (a policy alias, or the one target that serves it to this
+    # identity); authorize resolves it, after authentication.
+    target: str | None = Field(default=None, min_length=1, max_length=128)
     database: str = Field(min_length=1, max_length=128)
     client_addr: str = ""
     proxy_id: str = ""

@@ -111,6 +111,8 @@ _EARLY_LIMIT = 3 * MAX_STARTUP_PACKET + SMALL_MESSAGE_LIMIT + 4096
 # (half the lifetime for grants shorter than twice this).
 _RENEW_MARGIN = 10.0
 _SHUTTING_DOWN = "Airlock proxy is shutting down; reconnect to continue"
+# The target of a refusal recorded before authorize chose one (the index needs a name; no target has it).
+UNRESOLVED_TARGET = "(unresolved)"
 
 
 class SessionEnded(Exception):
@@ -156,7 +158,8 @@ class PgSession:
         self._early_bytes = 0
         self._slot: LoginSlot | None = None
         self._refusal: tuple[str, str] | None = None
-        self._target = self._database = ""
+        self._target: str | None = None  # as the agent named it (None: authorize resolves it)
+        self._database = ""
         # What the StartupMessage asks to set (options and parameters), judged once the session is granted.
         self._settings: list[StartupSetting] = []
         self._started_at = datetime.now(UTC)
@@ -323,7 +326,7 @@ class PgSession:
         return SessionStart(
             session_id=self.session_id,
             identity=self.identity,
-            target=grant.target if grant else self._target,
+            target=grant.target if grant else (self._target or UNRESOLVED_TARGET),
             database=grant.database if grant else self._database,
             client_addr=self.client_addr,
             proxy_id=self.settings.proxy_id,
@@ -396,9 +399,12 @@ class PgSession:
         self.identity = user
         if "replication" in startup.params and startup.params["replication"].lower() not in ("false", "0", "off", "no"):
             raise self._refuse("28000", "Airlock does not relay replication connections")
-        database = startup.params.get("database") or user
-        target, _, db = database.rpartition("/")
-        self._target, self._database = target or self._default_target(), db
+        # dbname "target/database" names both (compatibility); a plain name is resolved by authorize: an
+        # alias, or the one target that serves that database to this identity. Either way the backend is
+        # asked for the real database, and the client keeps the name it sent.
+        dbname = startup.params.get("database") or user
+        target, _, self._database = dbname.rpartition("/")
+        self._target = target or None
         if not self.tls:
             raise self._refuse("28000", "Airlock accepts tokens only over TLS: connect with sslmode=require")
         try:
@@ -526,9 +532,6 @@ class PgSession:
             return blocked.message() if blocked is not None else None
 
         return judge
-
-    def _default_target(self) -> str:
-        return self.settings.default_target
 
     def _go_on(self) -> None:
         """Between login steps: a session terminated meanwhile (SIGTERM drain, revocation) goes no further,

@@ -83,6 +83,13 @@ class TargetSpec(_Strict):
     databases: list[Name] = Field(min_length=1)
 
 
+class DatabaseAlias(_Strict):
+    """A database name agents may use for ``target``/``database`` (as pgbouncer's ``[databases]``)."""
+
+    target: Name
+    database: Name
+
+
 class ApprovalsSection(_Strict):
     """Where held statements are routed for approval. Later work adds approvers and timeouts."""
 
@@ -111,10 +118,18 @@ class Policy(_Strict):
     # Result masking (docs/policy.md); absent: results are not masked.
     masking: MaskingPolicy | None = None
     approvals: ApprovalsSection | None = None
+    # dbname -> the target and database it names; an alias wins over a database of the same name.
+    aliases: dict[Name, DatabaseAlias] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:
         problems: list[str] = []
+        for name, alias in self.aliases.items():
+            aliased = self.targets.get(alias.target)
+            if aliased is None:
+                problems.append(f"aliases.{name}.target: unknown target {alias.target!r}")
+            elif alias.database not in aliased.databases:
+                problems.append(f"aliases.{name}.database: target {alias.target!r} does not serve {alias.database!r}")
         seen: dict[tuple[str, str, str], int] = {}
         for i, b in enumerate(self.bindings):
             where = f"bindings[{i}]"
