@@ -20,6 +20,9 @@ class Metrics:
     accepted: int = 0
     refused: int = 0
     terminated: int = 0
+    # Backend logins started while authorize decided (proxy/pg/headstart.py), and how many were used.
+    head_starts: int = 0
+    head_starts_adopted: int = 0
 
     def render(self, active: int) -> str:
         return (
@@ -29,6 +32,10 @@ class Metrics:
             f"airlock_sessions_accepted_total {self.accepted}\n"
             "# TYPE airlock_sessions_refused_total counter\n"
             f"airlock_sessions_refused_total {self.refused}\n"
+            "# TYPE airlock_backend_head_starts_total counter\n"
+            f"airlock_backend_head_starts_total {self.head_starts}\n"
+            "# TYPE airlock_backend_head_starts_adopted_total counter\n"
+            f"airlock_backend_head_starts_adopted_total {self.head_starts_adopted}\n"
         )
 
 

@@ -92,6 +92,7 @@ from ..recording import RecordingUnavailable, SessionRecording, SessionStart
 from .backend import BackendConnection, BackendError, connect_backend
 from .cancel import CancelTarget, new_cancel_key
 from .context import PgContext
+from .headstart import HeadStart, login_fingerprint
 from .link import Endpoint
 from .wire import MessageReader, PeerClosed, has_buffered_plaintext, read_startup_packet, take_buffered
 
@@ -163,6 +164,8 @@ class PgSession:
         # What the StartupMessage asks to set (options and parameters), judged once the session is granted.
         self._settings: list[StartupSetting] = []
         self._started_at = datetime.now(UTC)
+        # A backend login started while authorize decides (proxy/pg/headstart.py), until adopted or discarded.
+        self._head_start: HeadStart | None = None
         # The grant's expiry as a timer of its own (armed at grant, re-armed at each renewal).
         self._deadline: asyncio.TimerHandle | None = None
         # Set-up time per step (milliseconds), logged when the session is granted.
@@ -263,6 +266,8 @@ class PgSession:
                 await asyncio.wait_for(closed, 2)
             if self._relaying:
                 self._finish()
+        if self._head_start is not None:
+            self._head_start.discard()
         self._close_backend()
         if self.recording is not None:
             await self.recording.close(SessionStatus.CLOSED, reason=self.end_reason or "closed")
@@ -427,6 +432,9 @@ class PgSession:
         return token
 
     async def _login(self, startup: m.StartupMessage, token: str) -> None:
+        self._go_on()
+        fingerprint = login_fingerprint(token, startup)
+        self._head_start = self._start_backend_early(fingerprint, startup)
         request = AuthorizeRequest(
             identity=self.identity,
             token=SecretStr(token),
@@ -443,6 +451,7 @@ class PgSession:
             raise self._refuse("28000", "Airlock could not authorize this connection: control plane unavailable") from e
         self._step("authorize")
         if answer.decision != "grant" or answer.grant is None:
+            self.ctx.head_starts.forget(fingerprint)
             refusal = answer.refusal
             sqlstate, reason = (refusal.sqlstate, refusal.reason) if refusal else ("28000", "refused")
             self.services.metrics.refused += 1
@@ -463,6 +472,41 @@ class PgSession:
         except CredentialError as e:
             log.error("%s", e, extra={"session_id": self.session_id})
             raise self._refuse("08006", "Airlock could not load the masking key; refusing to relay unmasked") from e
+        protocol_options = {k: v for k, v in startup.params.items() if k.startswith(PROTOCOL_OPTION_PREFIX)}
+        forwarded = {**verdict.allowed, **protocol_options}
+        self.backend = backend = await self._connect_backend(grant, forwarded, startup.protocol)
+        self._go_on()
+        self.ctx.head_starts.remember(fingerprint, grant.backend, forwarded, grant.expires_at)
+        self._greet(backend)
+
+    def _start_backend_early(self, fingerprint: bytes, startup: m.StartupMessage) -> HeadStart | None:
+        """The same token and StartupMessage were granted this backend before: start its login now, while
+        authorize decides (proxy/pg/headstart.py says why that sends nothing an unauthorized agent chose)."""
+        remembered = self.ctx.head_starts.recall(fingerprint)
+        if remembered is None:
+            return None
+        credential = self.services.credentials.cached(remembered.backend.credential_secret)
+        if credential is None:
+            return None
+        login = connect_backend(
+            remembered.backend,
+            credential,
+            dict(remembered.parameters),
+            startup.protocol,
+            timeout=self.settings.connect_timeout,
+            max_message=self.settings.max_backend_message,
+        )
+        self.services.metrics.head_starts += 1
+        return HeadStart(remembered, login)
+
+    async def _connect_backend(self, grant: Grant, forwarded: dict[str, str], protocol: int) -> BackendConnection:
+        """The backend login the grant calls for: the head start if it is that login, else a new one."""
+        if self._head_start is not None:
+            early = await self._head_start.adopt(grant.backend, forwarded)
+            if early is not None:
+                self.services.metrics.head_starts_adopted += 1
+                self._step("head start")
+                return early
         try:
             credential = await self.services.credentials.get(grant.backend.credential_secret)
         except CredentialError as e:
@@ -470,13 +514,12 @@ class PgSession:
             raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
         self._step("credential")
         self._go_on()
-        protocol_options = {k: v for k, v in startup.params.items() if k.startswith(PROTOCOL_OPTION_PREFIX)}
         try:
-            self.backend = backend = await connect_backend(
+            backend = await connect_backend(
                 grant.backend,
                 credential,
-                {**verdict.allowed, **protocol_options},
-                startup.protocol,
+                forwarded,
+                protocol,
                 timeout=self.settings.connect_timeout,
                 max_message=self.settings.max_backend_message,
             )
@@ -488,7 +531,12 @@ class PgSession:
             self.end_reason = f"backend: {e}"
             raise SessionEnded() from e
         self._step("backend")
-        self._go_on()
+        return backend
+
+    def _greet(self, backend: BackendConnection) -> None:
+        """The backend's greeting, under the proxy's cancel key, tells the agent it is in."""
+        grant = self.grant
+        assert grant is not None
         key = new_cancel_key(backend.protocol)
         self.cancel_key = (backend.pid, key)
         self.ctx.cancels.register(backend.pid, key, CancelTarget(grant.backend, backend.pid, backend.key))

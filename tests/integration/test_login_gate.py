@@ -98,8 +98,9 @@ def test_a_second_gssenc_or_ssl_request_is_refused(stack: AirlockStack) -> None:
 
 
 def test_a_flood_before_login_keeps_proxy_memory_bounded(stack: AirlockStack) -> None:
-    # Default caps: 32 unauthenticated connections per source address, 512 in all.
-    with stack.extra_proxy() as (port, process):
+    # Default caps: 32 unauthenticated connections per source address, 512 in all. The waiters wait long
+    # enough for the test to count them, however slowly this machine opens 1,500 sockets.
+    with stack.extra_proxy(login_wait_seconds="120") as (port, process):
         proxy = psutil.Process(process.pid)
         psycopg.connect(stack.conninfo(port=port)).close()  # warm: the first session's imports
         baseline = proxy.memory_info().rss
