@@ -181,9 +181,12 @@ class PgSession:
 
     async def run(self) -> None:
         started = time.monotonic()
+        if self.services.draining:  # accepted as the listener closed
+            self._turn_away("57P01", _SHUTTING_DOWN)
+            return
         admitted = await self.services.gate.admit(self.source, self.settings.login_wait_seconds)
         if isinstance(admitted, str):
-            self._turn_away(admitted)
+            self._turn_away("53300", f"Airlock: {admitted}")
             return
         self._slot = admitted
         try:
@@ -227,12 +230,12 @@ class PgSession:
                 },
             )
 
-    def _turn_away(self, reason: str) -> None:
-        """Over the login gate's caps: refuse before reading anything (no TLS handshake, no record)."""
-        self.end_reason = f"refused: {reason}"
-        self.services.gate.refused(self.source, "53300 over the login caps", recordable=False)
+    def _turn_away(self, sqlstate: str, message: str) -> None:
+        """Refuse before reading anything (no TLS handshake, no record of its own; counted)."""
+        self.end_reason = f"refused: {message}"
+        self.services.gate.refused(self.source, f"{sqlstate} before reading", recordable=False)
         with contextlib.suppress(Exception):
-            self.writer.write(m.build_error("FATAL", "53300", f"Airlock: {reason}"))
+            self.writer.write(m.build_error("FATAL", sqlstate, message))
         self.writer.close()
 
     async def _record_refusal(self, sqlstate: str, reason: str) -> None:
