@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 def agent_tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    # As PostgreSQL's own server (SSL_OP_NO_TICKET, no session cache): PostgreSQL clients do not resume
-    # TLS sessions, so issuing tickets would only cost each handshake two more encrypted records.
+    # As PostgreSQL's own server (SSL_OP_NO_TICKET): it issues no tickets, and libpq (a new SSL context per
+    # connection) could not use one; each would only cost the handshake another encrypted record.
     ctx.num_tickets = 0
     ctx.options |= ssl.OP_NO_TICKET
     if settings.tls_cert is not None and settings.tls_key is not None:
