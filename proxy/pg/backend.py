@@ -5,9 +5,9 @@ the agent sent. SCRAM-SHA-256 uses scramp, with channel binding (SCRAM-SHA-256-P
 tls-server-end-point) whenever the connection is TLS and the server offers it; AuthenticationOk is
 accepted only after the server's own SCRAM proof (its signature in SASLFinal) has been verified, so a
 server that does not know the password cannot pass for the target by skipping it. md5 and cleartext
-are supported for older servers, but only where the server is authenticated (tls verify-ca/verify-full,
-or require) or the policy opts in (``allow_insecure_password``); cleartext never goes over an
-unencrypted connection except to a loopback address. What the backend says after
+are supported for older servers, but not with tls disable/prefer (where nothing authenticates the server)
+unless the target opts in (``allow_insecure_password``); cleartext never goes over an unencrypted
+connection except to a loopback address. What the backend says after
 AuthenticationOk (ParameterStatus, BackendKeyData, NegotiateProtocolVersion, notices) is collected so
 the session can replay it to the agent under the proxy's own cancel key.
 """
