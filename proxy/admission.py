@@ -47,7 +47,7 @@ class RefusalAggregate:
     reasons: tuple[tuple[str, int], ...]  # (reason, count), most frequent first
 
     def describe(self) -> str:
-        why = ", ".join(f"{n} {reason}" for reason, n in self.reasons)
+        why = ", ".join(f"{reason}: {n}" for reason, n in self.reasons)
         return f"{self.count} refused connections from {self.source} not recorded one by one (rate limit): {why}"
 
 

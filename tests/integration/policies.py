@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import yaml
 
 from tests.integration.stack import AirlockStack, eventually
@@ -16,14 +15,7 @@ from tests.integration.stack import AirlockStack, eventually
 
 def put_secret(stack: AirlockStack, name: str, value: dict[str, str]) -> None:
     """A Secrets Manager secret in the stack's local AWS (created or replaced)."""
-    env = stack.info["env"]
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+    client = stack.aws_client("secretsmanager")
     try:
         client.create_secret(Name=name, SecretString=json.dumps(value))
     except client.exceptions.ResourceExistsException:

@@ -75,6 +75,19 @@ class AirlockStack:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRLOCK_"))}
         return {**clean, **self.info["env"]}
 
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client for this stack's local AWS endpoint, whatever this test process points at."""
+        import boto3
+
+        env = self.info["env"]
+        return boto3.client(
+            service,
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
     def proxy_log(self) -> str:
         return Path(self.info["proxy"]["log"]).read_text(errors="replace")
 

@@ -14,7 +14,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import psutil
 import psycopg
 import pytest
@@ -66,15 +65,8 @@ def sessions_of(stack: AirlockStack, identity: str) -> list[dict[str, Any]]:
 
 
 def audit_lines(stack: AirlockStack, proxy_id: str) -> list[dict[str, Any]]:
-    env = stack.info["env"]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    bucket = env["AIRLOCK_SESSIONS_BUCKET"]
+    s3 = stack.aws_client("s3")
+    bucket = stack.info["env"]["AIRLOCK_SESSIONS_BUCKET"]
     prefix = f"audit/dt={datetime.now(UTC):%Y-%m-%d}/{proxy_id}-"
     lines = []
     for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
