@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from shared.config import ControlPlaneSettings
 from tests.integration.stack import AirlockStack, eventually
 
 
@@ -27,7 +29,8 @@ def pushed_policy(
     stack: AirlockStack, edit: Callable[[dict[str, Any]], None], tmp: Path, ready: Callable[[], bool]
 ) -> Iterator[dict[str, Any]]:
     """The demo policy with ``edit`` applied, pushed until the block ends. ``ready()`` says when new
-    sessions see it (the authorize Lambda caches the policy for a few seconds)."""
+    sessions see it. The authorize Lambda caches the policy (``policy_cache_seconds``), so after the
+    demo policy is pushed back the block waits that long: the next test sees the demo policy again."""
     original = stack.state_dir / "policy.yaml"
     policy = yaml.safe_load(original.read_text())
     edit(policy)
@@ -39,3 +42,4 @@ def pushed_policy(
         yield policy
     finally:
         stack.cli("policy", "push", str(original))
+        time.sleep(ControlPlaneSettings().policy_cache_seconds + 0.5)

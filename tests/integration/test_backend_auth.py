@@ -17,6 +17,7 @@ from tests.integration.policies import pushed_policy, put_secret
 from tests.integration.stack import AirlockStack
 
 SECRET = "airlock/targets/impostor"
+DATABASE = "impostored"
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +32,16 @@ def impostors(stack: AirlockStack, tmp_path_factory: pytest.TempPathFactory) -> 
 
     def edit(policy: dict[str, Any]) -> None:
         for name, server in servers.items():
+            # A database of their own: dbname=demo keeps meaning the demo target for every other test.
             policy["targets"][name] = {
                 "host": "127.0.0.1", "port": server.port, "credential_secret": SECRET, "tls": "prefer",
-                "databases": ["demo"], "allow_insecure_password": name.endswith("-optin"),
+                "databases": [DATABASE], "allow_insecure_password": name.endswith("-optin"),
             }  # fmt: skip
-            policy["bindings"].append({"identity": "ci-nightly", "target": name, "databases": ["demo"]})
+            policy["bindings"].append({"identity": "ci-nightly", "target": name, "databases": [DATABASE]})
 
     def ready() -> bool:
         try:
-            psycopg.connect(stack.conninfo(dbname="impostor-md5-optin/demo")).close()
+            psycopg.connect(stack.conninfo(dbname=f"impostor-md5-optin/{DATABASE}")).close()
         except psycopg.OperationalError:
             return False
         return True
@@ -54,7 +56,7 @@ def test_a_server_that_skips_its_scram_proof_is_not_the_target(
     stack: AirlockStack, impostors: dict[str, Impostor]
 ) -> None:
     with pytest.raises(psycopg.OperationalError, match="could not verify the target database's identity"):
-        psycopg.connect(stack.conninfo(dbname="impostor-scram/demo"))
+        psycopg.connect(stack.conninfo(dbname=f"impostor-scram/{DATABASE}"))
     assert "AuthenticationOk without its SCRAM proof" in stack.proxy_log()
 
 
@@ -64,7 +66,7 @@ def test_no_password_for_a_server_nothing_authenticates(
 ) -> None:
     server = impostors[f"impostor-{kind}"]
     with pytest.raises(psycopg.OperationalError, match="will not send the target's password") as info:
-        psycopg.connect(stack.conninfo(dbname=f"impostor-{kind}/demo"))
+        psycopg.connect(stack.conninfo(dbname=f"impostor-{kind}/{DATABASE}"))
     assert f"{kind} password authentication over tls prefer" in str(info.value)
     assert server.received == []
 
@@ -72,5 +74,5 @@ def test_no_password_for_a_server_nothing_authenticates(
 def test_the_policy_can_opt_in_knowingly(stack: AirlockStack, impostors: dict[str, Impostor]) -> None:
     server = impostors["impostor-md5-optin"]
     before = len(server.received)
-    psycopg.connect(stack.conninfo(dbname="impostor-md5-optin/demo")).close()
+    psycopg.connect(stack.conninfo(dbname=f"impostor-md5-optin/{DATABASE}")).close()
     assert len(server.received) == before + 1 and server.received[-1][5:8] == b"md5"
