@@ -94,6 +94,10 @@ class TargetSpec(_Strict):
     credential_secret: str = Field(min_length=1)
     tls: BackendTLS = BackendTLS.PREFER
     tls_ca_pem: str | None = None
+    # With tls disable/prefer the server is not authenticated, so the proxy refuses to answer its request
+    # for a cleartext or md5 password (whoever answers would get it, or a replayable hash) unless this
+    # says yes. SCRAM needs no such opt-in: it proves the server, and Airlock checks that proof.
+    allow_insecure_password: bool = False
     databases: list[Name] = Field(min_length=1)
 
     def backend_ref(self, database: str) -> BackendRef:
@@ -105,7 +109,16 @@ class TargetSpec(_Strict):
             credential_secret=self.credential_secret,
             tls=self.tls,
             tls_ca_pem=self.tls_ca_pem,
+            allow_insecure_password=self.allow_insecure_password,
         )
+
+
+class DatabaseAlias(_Strict):
+    """A database name agents may use for ``target``/``database`` (as pgbouncer's ``[databases]``)."""
+
+    target: Name
+    database: Name
+
 
 
 def _engine(value: Any) -> str:
@@ -182,10 +195,20 @@ class Policy(_Strict):
     # Rules for SSH commands and Kubernetes API requests (absent: not judged).
     ssh: SshGuardrails | None = None
     kubernetes: KubernetesGuardrails | None = None
+    # dbname -> the target and database it names; an alias wins over a database of the same name.
+    aliases: dict[Name, DatabaseAlias] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:
         problems: list[str] = []
+        for name, alias in self.aliases.items():
+            aliased = self.targets.get(alias.target)
+            if aliased is None:
+                problems.append(f"aliases.{name}.target: unknown target {alias.target!r}")
+            elif not isinstance(aliased, TargetSpec):
+                problems.append(f"aliases.{name}.target: target {alias.target!r} is not PostgreSQL")
+            elif alias.database not in aliased.databases:
+                problems.append(f"aliases.{name}.database: target {alias.target!r} does not serve {alias.database!r}")
         seen: dict[tuple[str, str, str], int] = {}
         for i, b in enumerate(self.bindings):
             where = f"bindings[{i}]"
