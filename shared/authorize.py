@@ -205,6 +205,8 @@ def _route(request: AuthorizeRequest, policy: Policy) -> tuple[str, str]:
         return request.target, request.database
     if request.protocol != "postgres":
         raise Refused(NOT_AUTHORIZED, f"a {request.protocol} session names its target")
+    if not request.database:
+        raise Refused(NOT_AUTHORIZED, "a PostgreSQL session names its database")
     alias = policy.aliases.get(request.database)
     if alias is not None:
         return alias.target, alias.database
