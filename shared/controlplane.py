@@ -77,8 +77,9 @@ class KubernetesBackendRef(_Model):
     credential_secret: str
 
 
-def _engine(value: Any) -> str:
-    """The backend's engine; grants from before SSH and Kubernetes carry none and are PostgreSQL's."""
+def engine_of(value: Any) -> str:
+    """The protocol a target or backend speaks (its ``engine``); absent means postgres: policies and
+    grants from before SSH and Kubernetes name none."""
     engine = value.get("engine", "postgres") if isinstance(value, dict) else getattr(value, "engine", "postgres")
     return str(engine)
 
@@ -86,7 +87,7 @@ def _engine(value: Any) -> str:
 AnyBackend = Annotated[
     Annotated[BackendRef, Tag("postgres")] | Annotated[SshBackendRef, Tag("ssh")]
     | Annotated[KubernetesBackendRef, Tag("kubernetes")],
-    Discriminator(_engine),
+    Discriminator(engine_of),
 ]
 
 

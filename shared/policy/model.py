@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from shared.approvals.policy import ApprovalsPolicy, Member
-from shared.controlplane import BackendRef, BackendTLS, RecordingMode
+from shared.controlplane import BackendRef, BackendTLS, RecordingMode, engine_of
 from shared.guard.verdict import Action
 from shared.k8s.policy import KubernetesAccess, KubernetesGuardrails, KubernetesTargetSpec
 from shared.masking.rules import MaskingPolicy
@@ -120,17 +120,11 @@ class DatabaseAlias(_Strict):
     database: Name
 
 
-
-def _engine(value: Any) -> str:
-    engine = value.get("engine", "postgres") if isinstance(value, dict) else getattr(value, "engine", "postgres")
-    return str(engine)
-
-
 # A target of any protocol, told apart by ``engine`` (absent: postgres).
 Target = Annotated[
     Annotated[TargetSpec, Tag("postgres")] | Annotated[SshTargetSpec, Tag("ssh")]
     | Annotated[KubernetesTargetSpec, Tag("kubernetes")],
-    Discriminator(_engine),
+    Discriminator(engine_of),
 ]
 
 
