@@ -18,6 +18,7 @@ from shared.recording import tape
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .pg.cancel import CancelRegistry
+from .pg.catalog import TargetCatalogs
 from .pg.context import GuardrailEngines, PgContext
 from .pg.session import PgSession
 from .recording import RecordingServices
@@ -58,7 +59,15 @@ class ProxyServer:
             recording=RecordingServices.from_env(settings.proxy_id),
             metrics=Metrics(),
         )
-        self.pg = PgContext(self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails))
+        catalogs = TargetCatalogs(
+            self.services.credentials.get,
+            ttl=settings.catalog_ttl_seconds,
+            timeout=settings.connect_timeout,
+            max_message=settings.max_backend_message,
+        )
+        self.pg = PgContext(
+            self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails), catalogs
+        )
         self.sessions: set[PgSession] = set()
         self._server: asyncio.Server | None = None
         self._health: web.AppRunner | None = None
@@ -127,6 +136,7 @@ class ProxyServer:
         await asyncio.gather(*(finish(s) for s in sessions), return_exceptions=True)
         # Every live recording is sealed and signed, and the audit trail flushed, before exit.
         await self.services.recording.shutdown()
+        await self.pg.catalogs.close()
         if self._health is not None:
             await self._health.cleanup()
         self.stopped.set()

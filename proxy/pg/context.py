@@ -1,5 +1,5 @@
-"""What a PostgreSQL session uses beyond the common services: the process's cancel-key registry and the
-guardrail engines shared by sessions of one policy snapshot."""
+"""What a PostgreSQL session uses beyond the common services: the process's cancel-key registry, the
+guardrail engines shared by sessions of one policy snapshot, and the targets' catalogs masking reads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from shared.pg.sql.engine import GuardrailEngine
 
 from ..services import Services
 from .cancel import CancelRegistry
+from .catalog import TargetCatalogs
 
 _MAX_ENGINES = 256
 
@@ -41,3 +42,4 @@ class PgContext:
     services: Services
     cancels: CancelRegistry
     guardrails: GuardrailEngines
+    catalogs: TargetCatalogs

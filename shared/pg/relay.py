@@ -28,7 +28,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
-from shared.pg.masking.engine import ColumnPlan, CopyFormat, ResultMasker
+from shared.pg.masking.engine import ColumnPlan, CopyFormat, ResultMasker, StatementRef
 from shared.pg.sql.classify import classify
 from shared.pg.sql.engine import Decision, GuardrailEngine, first_block
 from shared.pg.sql.kinds import ClassifiedStatement, StatementKind
@@ -158,7 +158,9 @@ class Relay:
         self._prepared: dict[str, _Prepared] = {}
         self._portals: dict[str, _Portal] = {}
         self._plan: ColumnPlan | None = None
-        self._plans_by_body: dict[bytes, ColumnPlan | None] = {}
+        # Plans by RowDescription body, statement and lineage epoch: the same columns under another lineage
+        # (another statement, a new catalog) get another plan.
+        self._plans_by_body: dict[tuple[bytes, StatementRef | None, object], ColumnPlan | None] = {}
         self._copy: CopyFormat | None = None
         self._next_masker: tuple[ResultMasker | None] | None = None  # set: replaces masker at the next 'Z'
         self.statements = 0
@@ -361,7 +363,8 @@ class Relay:
         plan = None
         if portal is not None:
             if portal.plan is None and portal.prepared is not None and portal.prepared.fields is not None:
-                portal.plan = self._make_plan(_apply_formats(portal.prepared.fields, portal.formats))
+                fields = _apply_formats(portal.prepared.fields, portal.formats)
+                portal.plan = self._make_plan(fields, _portal_statement(portal))
             plan = portal.plan
         if plan is None:
             raise ProtocolViolation("Airlock cannot tell how this result is formatted; refusing to relay it")
@@ -382,7 +385,7 @@ class Relay:
                 if head.prepared is not None:
                     head.prepared.fields = fields
                 elif head.portal is not None:
-                    head.portal.plan = self._make_plan(fields)
+                    head.portal.plan = self._make_plan(fields, _portal_statement(head.portal))
                 return b"" if head.swallow else None
         if mtype == ord("n"):  # NoData
             if kind == "describe" and head is not None:
@@ -390,7 +393,7 @@ class Relay:
                 if head.prepared is not None:
                     head.prepared.fields = []
                 elif head.portal is not None:
-                    head.portal.plan = self._make_plan([])
+                    head.portal.plan = self._make_plan([], None)
                 return b"" if head.swallow else None
             return None
         if mtype == ord("t"):  # ParameterDescription (first half of Describe S)
@@ -434,6 +437,8 @@ class Relay:
         head = self._expect[0] if self._expect else None
         if statement is not None:
             self.statements += 1
+            if self.masker is not None:
+                self.masker.statement_done(statement.text, statement.kind)
             out.events.append(
                 StatementEvent(
                     statement.text[:_FIRST_STATEMENT_CHARS],
@@ -496,6 +501,7 @@ class Relay:
         self._plan = None
         self._copy = None
         if self.masker is not None and self.masker.policy.enabled:
+            self.masker.ready(out.tx_status)
             counts = self.masker.take_counts()
             if counts:
                 out.events.append(MaskEvent(counts))
@@ -513,18 +519,33 @@ class Relay:
         """The plan for a RowDescription body; agents repeat the same queries, so by its bytes first."""
         if self.masker is None or not self.masker.policy.enabled:
             return None
-        plan = self._plans_by_body.get(body)
+        statement = self._result_statement()
+        key = (body, statement, self.masker.lineage_epoch)
+        plan = self._plans_by_body.get(key)
         if plan is None:
-            plan = self._make_plan(m.parse_row_description(body))
+            plan = self._make_plan(m.parse_row_description(body), statement)
             if len(self._plans_by_body) >= _PLANS_BY_BODY:
                 self._plans_by_body.clear()
-            self._plans_by_body[body] = plan
+            self._plans_by_body[key] = plan
         return plan
 
-    def _make_plan(self, fields: list[m.Field]) -> ColumnPlan | None:
+    def _make_plan(self, fields: list[m.Field], statement: StatementRef | None) -> ColumnPlan | None:
         if self.masker is None or not self.masker.policy.enabled:
             return None
-        return self.masker.on_row_description(fields)
+        return self.masker.on_row_description(fields, statement)
+
+    def _result_statement(self) -> StatementRef | None:
+        """The statement whose result (or COPY data) the backend is sending; None when not known."""
+        head = self._expect[0] if self._expect else None
+        if head is None:
+            return None
+        if head.kind == "execute":
+            return _portal_statement(head.portal)
+        if head.kind != "query" or not head.statements:
+            return None
+        i = min(head.done, len(head.statements) - 1)
+        # Without guardrails a Query's whole string is one entry: its done-th statement is answering.
+        return StatementRef(head.statements[i].text, head.done - i)
 
     def _copy_format(self, body: bytes) -> CopyFormat:
         overall, _ = m.parse_copy_response(body)
@@ -533,11 +554,18 @@ class Relay:
         if kind is None and statement is not None and statement.text and self.masker is not None:
             # No guardrails classified it: text and CSV look alike on the wire, so ask the grammar.
             kind = next((c.copy_format for c in classify(statement.text) if c.copy_format), None)
-        return CopyFormat(kind=kind or ("binary" if overall else "text"))
+        return CopyFormat(kind=kind or ("binary" if overall else "text"), statement=self._result_statement())
 
 
 def _no_masking(plan: ColumnPlan, body: bytes) -> bytes | None:
     return None
+
+
+def _portal_statement(portal: _Portal | None) -> StatementRef | None:
+    """The statement a portal runs (None: prepared before Airlock saw it, or never)."""
+    if portal is None or portal.prepared is None or not portal.prepared.statement.text:
+        return None
+    return StatementRef(portal.prepared.statement.text)
 
 
 def _apply_formats(fields: list[m.Field], formats: tuple[int, ...]) -> list[m.Field]:
