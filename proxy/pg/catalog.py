@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from shared.controlplane import BackendRef
 from shared.pg.masking.catalog import CATALOG_QUERY, Catalog
@@ -35,6 +35,7 @@ from .wire import PeerClosed
 log = logging.getLogger(__name__)
 
 _RETRY_SECONDS = 1.0
+_MAX_MISSING = 1024
 _STATEMENT_TIMEOUT_MS = 10_000
 
 
@@ -62,6 +63,10 @@ class TargetCatalog:
         self._snapshot: Catalog | None = None
         self._generation = 0
         self._fresh_until = 0.0  # time.monotonic() until which the snapshot may be used
+        # Relation names statements used that the snapshot lacks: asked for (the next read looks for them)
+        # and, once a read did not find them either, missing (not looked for again until the TTL).
+        self._asked: set[tuple[str | None, str]] = set()
+        self._missing: set[tuple[str | None, str]] = set()
         self._wanted = 0  # bumped by invalidate(): a read that started earlier does not make it fresh
         self._reading: asyncio.Task[None] | None = None
         self._conn: BackendConnection | None = None
@@ -76,6 +81,19 @@ class TargetCatalog:
     def invalidate(self) -> None:
         self._wanted += 1
         self._fresh_until = 0.0
+
+    def expect(self, relations: Iterable[tuple[str | None, str]]) -> None:
+        """Statements on their way name these relations: if the snapshot lacks one (created elsewhere since
+        it was read), read it again before their results need it. A name one read did not find either is
+        not looked for again until the snapshot expires (a typo does not cost a read per statement)."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return
+        unknown = {r for r in relations if r not in self._missing and not snapshot.named(*r)}
+        if unknown:
+            self._asked |= unknown
+            self.invalidate()
+            self.prefetch()
 
     def prefetch(self) -> None:
         """Start a read if the snapshot is stale and none is running (does not wait for it)."""
@@ -101,10 +119,14 @@ class TargetCatalog:
 
     async def _read(self) -> None:
         wanted = self._wanted
+        asked, self._asked = self._asked, set()
         try:
             document = await self._query()
             self._generation += 1
-            self._snapshot = Catalog.from_json(document, self._generation)
+            self._snapshot = snapshot = Catalog.from_json(document, self._generation)
+            if len(self._missing) > _MAX_MISSING or not asked:
+                self._missing.clear()
+            self._missing |= {r for r in asked if not snapshot.named(*r)}
         except asyncio.CancelledError:
             raise
         except (CatalogUnavailable, BackendError, OSError, ValueError, TimeoutError) as e:

@@ -569,6 +569,13 @@ class PgSession:
             return
         if result.events:
             self._on_events(result.events)
+            if self._catalog is not None:
+                self._catalog.expect(
+                    (t.schema, t.name)
+                    for e in result.events
+                    if isinstance(e, DecisionEvent)
+                    for t in e.decision.classified.tables
+                )
         if result.requests:
             self.pending += result.requests
         if result.to_peer:

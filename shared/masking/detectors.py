@@ -86,12 +86,11 @@ _CANDIDATES = re.compile(
     + r"|(?P<iban>(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}(?![A-Za-z0-9]))",
     re.DOTALL,
 )
-# Encoded runs that may hold a value: hex (11 bytes or more: an SSN's length) and base64 (16 characters or
-# more, PostgreSQL's encode() pads). Shorter encodings are not decoded (the cost would fall on every word).
-_ENCODED = re.compile(
-    r"(?P<hex>(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){11,}(?![0-9A-Fa-f]))"
-    r"|(?P<base64>(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=]))"
-)
+# Encoded runs that may hold a value: hex (11 bytes or more: an SSN's length; after a bytea's "\\x" too)
+# and base64 (16 characters or more; PostgreSQL's encode() pads). Shorter encodings are not decoded (the
+# cost would fall on every word).
+_ENCODED = re.compile(r"(?<![A-Za-z0-9+/=])(?=[A-Za-z0-9+/=]{16})[A-Za-z0-9+/]+={0,2}(?![A-Za-z0-9+/=])")
+_HEX = re.compile(r"x?((?:[0-9A-Fa-f]{2}){11,})")
 _MIN_ENCODED = 16
 # E-mail addresses are found from their '@' outwards: a regex that tries a local part at every position
 # costs a microsecond per character.
@@ -344,16 +343,19 @@ def _encoded(text: str, enabled: frozenset[Detector], found: list[Match]) -> lis
         start, end = m.span()
         if any(f.start < end and start < f.end for f in found):
             continue
-        for encoding in (Encoding.HEX, Encoding.BASE64) if m.lastgroup == "hex" else (Encoding.BASE64,):
+        tries = [(Encoding.BASE64, start)]
+        hexed = _HEX.fullmatch(m.group())
+        if hexed is not None:
+            tries.insert(0, (Encoding.HEX, start + hexed.start(1)))
+        for encoding, begin in tries:
             try:
-                inner = decode(encoding, m.group())
+                inner = decode(encoding, text[begin:end])
             except (ValueError, binascii.Error):
                 continue
-            raw = inner.encode("utf-8", "surrogateescape")
-            if candidates(raw):
+            if candidates(inner.encode("utf-8", "surrogateescape")):
                 inside = find(inner, enabled, encoded=False)
                 if inside:
-                    out.append(Match(inside[0].detector, start, end, encoding))
+                    out.append(Match(inside[0].detector, begin, end, encoding))
                     break
     return out
 

@@ -182,8 +182,8 @@ class CopyMasker:
                 new = self.values.apply(source.action, type_oid, 0, raw, source.counted)
                 return self.options.null if new is None else self._encode(new.decode("utf-8", _SURROGATE))
             mode = mode_for(type_oid, 0)
-            if mode in (Mode.SKIP, Mode.OPAQUE):
-                mode = Mode.TEXT  # an unknown type's text form is searched as text
+            if mode is Mode.SKIP:
+                return None  # a date, a boolean, ...: nothing a detector looks for fits in it
             new = self.values.scan(mode, raw)
         except (ValueError, struct.error, UnicodeError):
             self.values.found.append(UNDECODABLE)
@@ -352,22 +352,32 @@ def _shape_type(value: str) -> int:
         return b.NUMERIC
     if value.startswith("\\x") and _HEX_BYTEA.fullmatch(value):
         return b.BYTEA
-    if value[:1] in "{[\"" :
-        try:
-            json.loads(value)
-            return b.JSONB
-        except ValueError:
-            if value.startswith("{") and value.endswith("}"):
-                return 1009  # text[]: masked in place, braces and separators kept
+    if _is_json_document(value):
+        return b.JSONB
+    if value.startswith("{") and value.endswith("}"):
+        return 1009  # text[]: masked in place, braces and separators kept
     return b.TEXT
 
 
 def _binary_shape_type(value: bytes) -> int | None:
-    """A binary field of unknown type: jsonb and text can be read; anything else cannot."""
+    """A binary field of unknown type: jsonb, and printable text (json and text send it as it is); anything
+    else (binary numbers, dates, ...) cannot be read."""
     if value[:1] == b.JSONB_VERSION and value[1:2] in (b"{", b"["):
         return b.JSONB
     try:
-        value.decode("utf-8")
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return b.TEXT
+    if not text.isprintable():
+        return None
+    return b.JSON if _is_json_document(text) else b.TEXT
+
+
+def _is_json_document(text: str) -> bool:
+    if text[:1] not in ("{", "[", '"'):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

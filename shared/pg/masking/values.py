@@ -58,6 +58,7 @@ class Mode(IntEnum):
     OPAQUE = 11  # binary of a type the masker cannot read or write
     BYTEA_TEXT = 12  # \x<hex> (or the escape format)
     BYTEA_BINARY = 13
+    OTHER_TEXT = 14  # text format of a type the masker does not know (records, enums, extension types)
 
 
 def mode_for(type_oid: int, fmt: int) -> Mode:
@@ -72,7 +73,9 @@ def mode_for(type_oid: int, fmt: int) -> Mode:
             return Mode.NUMBER_ARRAY_TEXT
         if type_oid in b.ARRAY_ELEMENT:
             return Mode.ARRAY_TEXT
-        return Mode.SKIP if type_oid in b.NEVER_SENSITIVE_TEXT else Mode.TEXT
+        if type_oid in b.NEVER_SENSITIVE_TEXT:
+            return Mode.SKIP
+        return Mode.TEXT if type_oid in b.TEXT_LIKE else Mode.OTHER_TEXT
     if type_oid in b.TEXT_LIKE:
         return Mode.TEXT
     if type_oid == b.JSON:
@@ -93,7 +96,7 @@ def mode_for(type_oid: int, fmt: int) -> Mode:
 # Modes whose raw bytes show every character a detector looks for, so a bytes prefilter is exact.
 PREFILTERABLE = frozenset(
     {Mode.TEXT, Mode.NUMBER_TEXT, Mode.JSON_TEXT, Mode.ARRAY_TEXT, Mode.NUMBER_ARRAY_TEXT, Mode.JSONB_BINARY,
-     Mode.BYTEA_BINARY}
+     Mode.BYTEA_BINARY, Mode.OTHER_TEXT}
 )
 # Modes that hide characters (binary numbers, arrays of them, hex-encoded bytea) and so are decoded on
 # every row.
@@ -101,7 +104,12 @@ ALWAYS_DECODE = frozenset({Mode.INT_BINARY, Mode.NUMERIC_BINARY, Mode.ARRAY_BINA
 
 
 # Characters that end a value's structure; an unterminated PEM block is cut there.
-_STOPS = {Mode.JSON_TEXT: '"', Mode.ARRAY_TEXT: '",}', Mode.NUMBER_ARRAY_TEXT: ",}"}
+_STOPS = {Mode.JSON_TEXT: '"', Mode.ARRAY_TEXT: '",}', Mode.NUMBER_ARRAY_TEXT: ",}", Mode.OTHER_TEXT: '",)'}
+# Modes whose card numbers, when a whole token, are numbers (a record's int8 field, an int8[] element).
+_NUMBER_TOKENS = frozenset({Mode.NUMBER_ARRAY_TEXT, Mode.OTHER_TEXT})
+# How a value of a type the masker does not know starts when it has structure no "****" could keep
+# (a record, a range, a point, an array).
+_STRUCTURED = ("(", "[", "{", "<")
 # What may stand next to a number that is a whole token (a JSON number, an element of a number array).
 _NUMBER_CHARS = frozenset("0123456789.eE+-")
 
@@ -143,7 +151,7 @@ class ValueMasker:
             if mode is Mode.JSON_TEXT:
                 out = self.json(s)
             else:
-                out = self.text(s, numbers=mode is Mode.NUMBER_ARRAY_TEXT, stop=_STOPS.get(mode, ""))
+                out = self.text(s, numbers=mode in _NUMBER_TOKENS, stop=_STOPS.get(mode, ""))
             return None if out is None else out.encode("utf-8", _SURROGATE)
         if mode is Mode.BYTEA_TEXT:
             return self._bytea_text(value)
@@ -285,13 +293,15 @@ class ValueMasker:
                 action = MaskAction.REDACT  # "keep the last four characters" means nothing in binary data
             new = mask_bytes(action, raw, raw, self.tokens)
             return new if mode is Mode.BYTEA_BINARY else b"\\x" + new.hex().encode()
-        if mode in (Mode.TEXT, Mode.JSON_TEXT, Mode.JSONB_BINARY):
+        if mode is Mode.OTHER_TEXT and value.lstrip()[:1].decode("latin-1") in _STRUCTURED:
+            return None
+        if mode in (Mode.TEXT, Mode.OTHER_TEXT, Mode.JSON_TEXT, Mode.JSONB_BINARY):
             if mode is Mode.JSONB_BINARY and value[:1] != b.JSONB_VERSION:
                 return None
             raw = value[1:] if mode is Mode.JSONB_BINARY else value
             s = raw.decode("utf-8", _SURROGATE)
             masked = mask_text(action, s, s, self.tokens)
-            if mode is Mode.TEXT:
+            if mode in (Mode.TEXT, Mode.OTHER_TEXT):
                 return masked.encode("utf-8", _SURROGATE)
             encoded = json.dumps(masked).encode()
             return b.JSONB_VERSION + encoded if mode is Mode.JSONB_BINARY else encoded
