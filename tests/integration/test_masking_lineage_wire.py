@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -33,15 +34,37 @@ def secrets(stack: AirlockStack) -> list[str]:
 
 def leaks(seen: Any, secrets: list[str]) -> list[str]:
     """The secrets (or an encoding of them, or the 8-digit halves of a card) that ``seen`` shows."""
-    text = repr(seen)
+    text = repr(seen).lower()
     found = []
     for s in secrets:
         digits = s.replace("-", "")
         forms = {s, s[::-1], digits, digits[::-1], s.encode().hex(), base64.b64encode(s.encode()).decode().rstrip("=")}
         if len(digits) >= 16:
             forms |= {digits[:8], digits[8:]}
-        found += [f"{s} as {f!r}" for f in forms if f in text]
+        found += [f"{s} as {f!r}" for f in forms if f.lower() in text]
     return found
+
+
+@pytest.fixture(scope="module")
+def vault(stack: AirlockStack) -> Iterator[list[str]]:
+    """A table whose covered columns (``ssn``: redact, ``card_code``: partial, by the demo rules) hold
+    values no detector recognises: only lineage can protect them. Made outside Airlock, as a DBA would."""
+    rows = [(i, f"zulu-{i:03d}-kilo", f"tango-{i:04d}-alpha", f"note {i}") for i in range(1, ROWS + 1)]
+    with psycopg.connect(stack.target_dsn, autocommit=True) as admin:
+        admin.execute("CREATE TABLE vault (id int PRIMARY KEY, ssn text, card_code text, note text)")
+        admin.execute("GRANT ALL ON vault TO airlock_app")
+        with admin.cursor() as cur:
+            cur.executemany("INSERT INTO vault VALUES (%s, %s, %s, %s)", rows)
+    yield [v for r in rows for v in r[1:3]]
+    with psycopg.connect(stack.target_dsn, autocommit=True) as admin:
+        admin.execute("DROP TABLE vault")
+
+
+def masked_whole(value: Any) -> bool:
+    """What a value masked whole looks like, by type: redacted text, 0, NULL, redacted bytes or elements."""
+    if isinstance(value, list):
+        return all(masked_whole(v) for v in value)
+    return value is None or value in ("****", 0, b"****")
 
 
 def fetch(dsn: str, sql: str, *, binary: bool = False) -> list[tuple[Any, ...]]:
@@ -104,48 +127,57 @@ def test_a_value_computed_from_a_covered_column_is_masked_whole(
         proxied = fetch(stack.conninfo(), sql, binary=binary)
         assert len(proxied) == ROWS
         assert not leaks(proxied, secrets), leaks(proxied, secrets)
-        assert all(p[0] == d[0] and (p[1] != d[1] or d[1] is None) for p, d in zip(proxied, direct, strict=True))
+        assert [p[0] for p in proxied] == [d[0] for d in direct]
+        assert all(masked_whole(p[1]) for p in proxied), proxied[:2]
 
 
 SHAPES = [
-    "SELECT x FROM (SELECT ssn AS x FROM customers ORDER BY id LIMIT 20) s",
-    "WITH w AS (SELECT card_number AS k FROM customers ORDER BY id LIMIT 20) SELECT reverse(k) AS r FROM w",
-    "SELECT name FROM customers WHERE id <= 20 UNION ALL SELECT reverse(ssn) FROM customers WHERE id <= 20",
-    "SELECT l.v FROM customers c, LATERAL (SELECT reverse(c.card_number) AS v) l WHERE c.id <= 20",
-    "SELECT u FROM customers c, unnest(ARRAY[c.ssn, c.card_number]) u WHERE c.id <= 20",
-    "SELECT string_agg(card_number, ',') AS s FROM customers WHERE id <= 20",
-    "SELECT array_agg(c) AS a FROM customers c WHERE id <= 20",
-    "SELECT json_agg(c) AS j FROM customers c WHERE id <= 20",
-    "SELECT string_agg(c::text, ';') AS s FROM customers c WHERE id <= 20",
-    "SELECT * FROM (SELECT * FROM customers WHERE id <= 20) s",
-    "SELECT s.* FROM (SELECT id, reverse(card_number) AS r FROM customers WHERE id <= 20) s",
-    "WITH RECURSIVE r(n, v) AS (SELECT 1, (SELECT ssn FROM customers WHERE id = 1) "
-    "UNION ALL SELECT n + 1, reverse(v) FROM r WHERE n < 3) SELECT v FROM r",
-    "SELECT (SELECT string_agg(reverse(ssn), '') FROM customers WHERE id <= 20) AS s",
-    "SELECT * FROM jsonb_each_text((SELECT to_jsonb(c) FROM customers c WHERE id = 1))",
-    "SELECT * FROM ROWS FROM (unnest((SELECT array_agg(card_number) FROM customers WHERE id <= 20)))",
-    "SELECT t.* FROM customers AS t(a, b, c, d, e) WHERE a <= 20",
-    "SELECT d AS innocent FROM customers AS t(a, b, c, d, e) WHERE a <= 20",
-    "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY card_number) AS p FROM customers WHERE id <= 20",
-    "SELECT card_number FROM customers WHERE id <= 20 INTERSECT SELECT card_number FROM customers",
-    "VALUES ((SELECT reverse(ssn) FROM customers WHERE id = 1))",
-    "SELECT (c).ssn FROM (SELECT c FROM customers c WHERE id <= 20) s",
+    "SELECT ssn AS x, card_code AS y FROM vault",
+    "SELECT x FROM (SELECT ssn AS x FROM vault) s",
+    "SELECT s.* FROM (SELECT id, ssn AS a, card_code AS b FROM vault) s",
+    "WITH w AS (SELECT card_code AS k FROM vault) SELECT reverse(k) AS r, k FROM w",
+    "SELECT note FROM vault UNION ALL SELECT ssn FROM vault",
+    "SELECT l.v FROM vault c, LATERAL (SELECT upper(c.ssn) AS v) l",
+    "SELECT u FROM vault c, unnest(ARRAY[c.ssn, c.card_code]) u",
+    "SELECT string_agg(ssn, ',') AS s FROM vault",
+    "SELECT array_agg(c) AS a FROM vault c",
+    "SELECT json_agg(c) AS j FROM vault c",
+    "SELECT row_to_json(c) AS r, to_jsonb(c) AS j, c::text AS t, c AS rec FROM vault c",
+    "SELECT string_agg(c::text, ';') AS s FROM vault c",
+    "SELECT * FROM (SELECT * FROM vault) s",
+    "SELECT t.* FROM vault AS t(a, b, c)",
+    "SELECT b AS innocent FROM vault AS t(a, b, c)",
+    "WITH RECURSIVE r(n, v) AS (SELECT 1, (SELECT ssn FROM vault WHERE id = 1) "
+    "UNION ALL SELECT n + 1, v || '' FROM r WHERE n < 3) SELECT v FROM r",
+    "SELECT (SELECT string_agg(ssn, '') FROM vault) AS s",
+    "SELECT * FROM jsonb_each_text((SELECT to_jsonb(c) FROM vault c WHERE id = 1))",
+    "SELECT * FROM ROWS FROM (unnest((SELECT array_agg(card_code) FROM vault)))",
+    "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) AS p FROM vault",
+    "SELECT ssn FROM vault INTERSECT SELECT ssn FROM vault",
+    "VALUES ((SELECT ssn FROM vault WHERE id = 1))",
+    "SELECT (c).ssn AS x FROM (SELECT c FROM vault c) s",
+    "SELECT format('%s/%s', ssn, card_code) AS f, concat(ssn) AS g, coalesce(card_code, '') AS h FROM vault",
+    "SELECT CASE WHEN id > 0 THEN ssn ELSE note END AS x, greatest(ssn, note) AS y FROM vault",
+    "SELECT jsonb_build_object('a', ssn) AS j, ARRAY[card_code] AS a, ROW(ssn) AS r FROM vault",
+    "SELECT lag(ssn) OVER (ORDER BY id) AS l, first_value(card_code) OVER () AS f FROM vault",
+    "SELECT x FROM vault v JOIN (SELECT id, ssn AS x FROM vault) w USING (id)",
+    "SELECT * FROM vault v NATURAL JOIN (SELECT id, note FROM vault) w",
 ]
 
 
 @pytest.mark.parametrize("sql", SHAPES)
-def test_lineage_is_followed_through_every_query_shape(stack: AirlockStack, secrets: list[str], sql: str) -> None:
+def test_lineage_is_followed_through_every_query_shape(stack: AirlockStack, vault: list[str], sql: str) -> None:
+    assert leaks(fetch(stack.target_dsn, sql), vault), "the query shows the values when nothing masks them"
     for binary in (False, True):
         proxied = fetch(stack.conninfo(), sql, binary=binary)
-        assert proxied and not leaks(proxied, secrets), leaks(proxied, secrets)
+        assert proxied and not leaks(proxied, vault), leaks(proxied, vault)
 
 
-def test_a_covered_column_under_another_name_keeps_its_rule(stack: AirlockStack, secrets: list[str]) -> None:
+def test_a_covered_column_under_another_name_keeps_its_rule(stack: AirlockStack, vault: list[str]) -> None:
     """Rules matched result column names only: ``SELECT ssn AS x`` came back in clear."""
-    rows = fetch(stack.conninfo(), 'SELECT ssn AS x, card_number AS "Name", id FROM customers ORDER BY id LIMIT 20')
-    assert not leaks(rows, secrets)
-    first = rows[0]
-    assert first[0] == "****" and first[1] == "*" * 12 + secrets[0][-4:]  # redact; partial keeps the last four
+    rows = fetch(stack.conninfo(), 'SELECT ssn AS x, card_code AS "Name", note FROM vault ORDER BY id')
+    assert not leaks(rows, vault)
+    assert rows[0] == ("****", "*****-****-*lpha", "note 1")  # redact; partial keeps the last four
 
 
 def test_what_reveals_nothing_is_left_alone(stack: AirlockStack) -> None:
@@ -166,35 +198,40 @@ def test_what_reveals_nothing_is_left_alone(stack: AirlockStack) -> None:
         assert proxied == direct, sql
 
 
-def test_views_are_followed_to_their_columns(stack: AirlockStack, secrets: list[str]) -> None:
+def test_views_are_followed_to_their_columns(stack: AirlockStack, vault: list[str]) -> None:
     with psycopg.connect(stack.conninfo(), autocommit=True) as conn:
-        conn.execute("CREATE TEMP VIEW innocent AS SELECT id, ssn AS x, reverse(card_number) AS y, name FROM customers")
+        conn.execute("CREATE TEMP VIEW innocent AS SELECT id, ssn AS x, upper(card_code) AS y, note FROM vault")
+        conn.execute("CREATE TEMP VIEW deeper AS SELECT x AS z, note FROM innocent")
         conn.execute("CREATE TEMP VIEW plain_orders AS SELECT id, status AS state FROM orders")
-        rows = conn.execute("SELECT x, y, name FROM innocent ORDER BY id LIMIT 20").fetchall()
-        assert not leaks(rows, secrets) and rows[0][0] == "****" and rows[0][1] == "****" and "*" not in rows[0][2]
+        rows = conn.execute("SELECT x, y, note FROM innocent ORDER BY id").fetchall()
+        deeper = conn.execute("SELECT * FROM deeper").fetchall()
+        assert not leaks(rows + deeper, vault)
+        assert rows[0] == ("****", "****", "note 1") and deeper[0][0] == "****"
         orders = conn.execute("SELECT state FROM plain_orders ORDER BY id LIMIT 3").fetchall()
     with psycopg.connect(stack.target_dsn) as direct:
         assert orders == direct.execute("SELECT status FROM orders ORDER BY id LIMIT 3").fetchall()
 
 
-def test_unknown_lineage_is_masked_whole_and_recorded(stack: AirlockStack, secrets: list[str]) -> None:
+def test_unknown_lineage_is_masked_whole_and_recorded(stack: AirlockStack, vault: list[str]) -> None:
     """A prepared statement run by name, a cursor, a view replaced inside the open transaction: the
     proxy cannot see where the columns come from, so it masks them whole and says so in the recording."""
     started = time.time()
     with psycopg.connect(stack.conninfo(), application_name="lineage-unknown") as conn:
-        conn.execute("PREPARE p AS SELECT id, reverse(card_number) AS v, name FROM customers ORDER BY id LIMIT 20")
-        executed = conn.execute("EXECUTE p").fetchall()
-        conn.execute("DECLARE cur CURSOR FOR SELECT reverse(ssn) AS v FROM customers ORDER BY id")
-        fetched = conn.execute("FETCH 20 FROM cur").fetchall()
-        conn.execute("CREATE TEMP VIEW later AS SELECT name AS x FROM customers")
-        inside = conn.execute("SELECT x FROM later ORDER BY 1 LIMIT 1").fetchone()
+        conn.execute("CREATE TEMP VIEW swap AS SELECT id, note AS x FROM vault")
         conn.commit()
-        after = conn.execute("SELECT x FROM later ORDER BY 1 LIMIT 1").fetchone()
-    assert not leaks(executed + fetched, secrets)
+        assert conn.execute("SELECT x FROM swap ORDER BY id").fetchone() == ("note 1",)
+        conn.execute("PREPARE p AS SELECT id, ssn || '' AS v, note FROM vault ORDER BY id")
+        executed = conn.execute("EXECUTE p").fetchall()
+        conn.execute("DECLARE cur CURSOR FOR SELECT card_code || '' AS v FROM vault ORDER BY id")
+        fetched = conn.execute("FETCH 20 FROM cur").fetchall()
+        conn.execute("CREATE OR REPLACE TEMP VIEW swap AS SELECT id, ssn AS x FROM vault")
+        inside = conn.execute("SELECT x FROM swap ORDER BY id").fetchall()
+        conn.commit()
+        after = conn.execute("SELECT x FROM swap ORDER BY id").fetchall()
+    assert not leaks(executed + fetched + inside + after, vault)
     assert all(r[1] == "****" for r in executed) and all(r[0] == "****" for r in fetched)
-    assert all("*" not in r[2] for r in executed), "a plain column RowDescription names is not masked"
-    assert inside == ("****",), "inside the transaction that made it, the view cannot be seen into"
-    assert after is not None and after != ("****",), "once committed, the catalog shows it"
+    assert [r[2] for r in executed][:2] == ["note 1", "note 2"], "a plain column RowDescription names is not masked"
+    assert inside[0] == after[0] == ("****",)
     session = newest_session(stack, "ci-nightly", started, status="closed")
     transcript = stack.cli("replay", session["session_id"]).stdout
     assert "MASK_COUNTS" in transcript and '"lineage-unknown"' in transcript
