@@ -157,7 +157,10 @@ class TargetCatalog:
                 timeout=self._timeout,
                 max_message=self._max_message,
             )
-        conn.writer.write(m.build_query(f"SET statement_timeout = {_STATEMENT_TIMEOUT_MS}; {CATALOG_QUERY}"))
+        # An empty search_path makes pg_get_viewdef qualify every relation with its schema: lineage then
+        # follows a view to exactly the relations it reads.
+        setup = f"SET statement_timeout = {_STATEMENT_TIMEOUT_MS}; SET search_path = ''; "
+        conn.writer.write(m.build_query(setup + CATALOG_QUERY))
         return await asyncio.wait_for(self._answer(conn), self._timeout + _STATEMENT_TIMEOUT_MS / 1000)
 
     async def _answer(self, conn: BackendConnection) -> str:
