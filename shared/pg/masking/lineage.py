@@ -498,7 +498,8 @@ class LineageAnalyzer:
             self._depth -= 1
             self._defining.discard(rel.oid)
         flows = align(outputs, len(names))
-        return [Col(n, f) for n, f in zip(names, flows, strict=True)]
+        # A view's column is a column too: named like a rule, it is covered whatever it reads.
+        return [Col(n, merge([f, self._base(n)])) for n, f in zip(names, flows, strict=True)]
 
     def _base(self, name: str) -> Flow:
         return Flow(frozenset({name}), direct=True) if self.rule_for(name) is not None else CLEAN
