@@ -408,7 +408,7 @@ class Relay:
         if mtype == ord("E"):
             return self._on_error(body, now_ns, out)
         if mtype == ord("N"):
-            return self._mask_error(mtype, body)
+            return self._mask_error(mtype, body, self._result_statement())
         if mtype == ord("Z"):
             out.ready += 1
             out.tx_status = body[:1]
@@ -459,6 +459,7 @@ class Relay:
         self._copy = None
 
     def _on_error(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
+        source = self._result_statement()  # before _complete moves on to the next one
         fields = m.parse_error_fields(body)
         replacement: bytes | None = None
         denied: Blocker | None = None
@@ -490,7 +491,7 @@ class Relay:
                 self._expect.popleft()
         if replacement is not None:
             return replacement
-        return self._mask_error(ord("E"), body)
+        return self._mask_error(ord("E"), body, source)
 
     def _on_ready(self, now_ns: int, out: Output) -> None:
         while self._expect:
@@ -508,11 +509,11 @@ class Relay:
         if self._next_masker is not None:
             self._use_masker(self._next_masker[0])
 
-    def _mask_error(self, mtype: int, body: bytes) -> bytes | None:
+    def _mask_error(self, mtype: int, body: bytes, statement: StatementRef | None) -> bytes | None:
         if self.masker is None or not self.masker.policy.enabled:
             return None
         fields = m.parse_error_fields(body)
-        masked = self.masker.mask_error_fields(fields)
+        masked = self.masker.mask_error_fields(fields, statement)
         return None if masked is None else m.build_error_fields(bytes([mtype]), masked)
 
     def _result_plan(self, body: bytes) -> ColumnPlan | None:

@@ -279,3 +279,20 @@ def test_copy_follows_lineage(stack: AirlockStack, secrets: list[str], options: 
                 data += block
     assert len(data) > ROWS * 4
     assert not leaks(bytes(data).decode("latin-1"), secrets)
+
+
+def test_an_error_does_not_quote_a_covered_value(stack: AirlockStack, vault: list[str]) -> None:
+    """A cast that fails quotes the value it could not read, and a unique violation quotes the key:
+    computed from a covered column, no detector recognises them."""
+    with psycopg.connect(stack.conninfo(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation) as cast:
+            conn.execute("SELECT upper(ssn)::int FROM vault WHERE id = 1")
+        assert '"****"' in str(cast.value) and not leaks(str(cast.value), vault)
+        conn.execute("CREATE TEMP TABLE seen (k text UNIQUE)")
+        conn.execute("INSERT INTO seen SELECT upper(card_code) FROM vault WHERE id = 1")
+        with pytest.raises(psycopg.errors.UniqueViolation) as duplicate:
+            conn.execute("INSERT INTO seen SELECT upper(card_code) FROM vault WHERE id = 1")
+        assert duplicate.value.diag.message_detail == "Key (k)=(****) already exists."
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation) as plain:
+            conn.execute("SELECT 'not a number'::int")
+        assert '"not a number"' in str(plain.value), "a statement that reads nothing covered keeps its error"

@@ -25,6 +25,7 @@ expanded into a Counter only when ``counts`` is read.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from shared.masking.rules import MaskAction, MaskingPolicy
 from shared.pg.masking import memo as row_memo
 from shared.pg.masking.catalog import Catalog, CatalogView
 from shared.pg.masking.copy import CopyFormat, CopyMasker, UndecodableCopyData
-from shared.pg.masking.lineage import ColumnSource, LineageAnalyzer, StatementRef, sources_for
+from shared.pg.masking.lineage import LINEAGE_UNKNOWN, ColumnSource, LineageAnalyzer, StatementRef, sources_for
 from shared.pg.masking.plan import Column, ColumnPlan, build_plan
 from shared.pg.masking.values import ValueMasker
 from shared.pg.sql.classify import classify
@@ -54,6 +55,14 @@ _ERROR_TEXT_FIELDS = "MDHWq"
 _MAX_PLANS = 256
 _MAX_TALLY = 256
 _MAX_ANALYZERS = 64
+# Errors about a value: data exceptions (class 22) and PL/pgSQL's (P0) quote it in the message,
+# integrity violations (23) in the detail, as "(key)=(value)" or "contains (row values)"; messages of
+# class 23 quote only identifiers (a constraint's name).
+_QUOTED_VALUES = {
+    "22": re.compile(r'"(?:[^"]|"")*"'),
+    "P0": re.compile(r'"(?:[^"]|"")*"'),
+    "23": re.compile(r"=\((?:[^()]|\([^()]*\))*\)|contains \((?:[^()]|\([^()]*\))*\)"),
+}
 K = StatementKind
 # Statements that may change what a relation, column or function name means.
 SCHEMA_CHANGES = frozenset({
@@ -280,19 +289,39 @@ class ResultMasker:
 
     # ---------------------------------------------------------------- errors and notices
 
-    def mask_error_fields(self, fields: Mapping[str, str]) -> dict[str, str] | None:
-        """ErrorResponse / NoticeResponse fields with values masked (a unique violation's DETAIL quotes the
-        key), or None when nothing changed."""
-        if not self.policy.enabled or not self.values.enabled:
+    def mask_error_fields(
+        self, fields: Mapping[str, str], statement: StatementRef | None = None
+    ) -> dict[str, str] | None:
+        """ErrorResponse / NoticeResponse fields with values masked, or None when nothing changed.
+
+        Detectors look into every text field (a unique violation's DETAIL quotes the key). An error about a
+        value (SQLSTATE classes 22 data exception, 23 integrity, P0 raised) of a ``statement`` that reads a
+        rule-covered column anywhere quotes a value lineage cannot follow (``translate(card)::int``), so
+        what it quotes is redacted whole (and, failing closed, when the statement is not known)."""
+        if not self.policy.enabled:
             return None
         out = dict(fields)
         changed = False
-        for code in _ERROR_TEXT_FIELDS:
-            value = fields.get(code)
-            if value and candidates(value.encode("utf-8", "surrogateescape")):
-                new = self.values.text(value)
-                if new is not None:
+        if self.values.enabled:
+            for code in _ERROR_TEXT_FIELDS:
+                value = fields.get(code)
+                if value and candidates(value.encode("utf-8", "surrogateescape")):
+                    new = self.values.text(value)
+                    if new is not None:
+                        out[code], changed = new, True
+        analyzer = self.lineage()
+        quoted = _QUOTED_VALUES.get(fields.get("C", "")[:2])
+        if (
+            analyzer is not None
+            and quoted is not None
+            and (statement is None or analyzer.touches(statement.text, statement.index))
+        ):
+            for code in "MD":
+                value = out.get(code, "")
+                new = quoted.sub(_redacted_quote, value)
+                if new != value:
                     out[code], changed = new, True
+                    self._found.append(LINEAGE_UNKNOWN if statement is None else "error-value")
         self._settle()
         return out if changed else None
 
@@ -307,3 +336,10 @@ def _rule_lookup(rules: tuple[tuple[str, MaskAction], ...]) -> Callable[[str], M
         return None if action is MaskAction.OFF else action
 
     return rule_for
+
+
+def _redacted_quote(match: re.Match[str]) -> str:
+    quoted = match.group()
+    if quoted.startswith('"'):
+        return '"****"'
+    return "=(****)" if quoted.startswith("=") else "contains (****)"

@@ -259,6 +259,7 @@ class LineageAnalyzer:
         self.rule_for = rule_for
         self._cache: OrderedDict[tuple[str, int], list[Output] | None] = OrderedDict()
         self._relations: dict[int, list[Output]] = {}
+        self._touches: dict[tuple[str, int], bool] = {}
         self._defining: set[int] = set()
         self._depth = 0
 
@@ -280,6 +281,30 @@ class LineageAnalyzer:
         if len(cache) > _CACHE:
             cache.popitem(last=False)
         return result
+
+    def touches(self, text: str, index: int = 0) -> bool:
+        """Whether the statement reads a covered column anywhere (a WHERE clause, a cast that fails...),
+        or something the proxy cannot see into: what an error message quotes may then be such a value."""
+        key = (text, index)
+        hit = self._touches.get(key)
+        if hit is None:
+            node = statement_node(text, index)
+            hit = node is None or any(self._touching(n) for n in _walk(node))
+            if len(self._touches) >= _CACHE:
+                self._touches.clear()
+            self._touches[key] = hit
+        return hit
+
+    def _touching(self, node: ast.Node) -> bool:
+        if isinstance(node, ast.ColumnRef):
+            return any(self.rule_for(name) is not None for name in _names(node.fields) if name != "*")
+        if isinstance(node, ast.RangeVar) and node.relname:
+            rels = self._named(node.schemaname, node.relname)
+            return not rels or any(not o.flow.clean for r in rels for o in self._relation_columns(r))
+        if isinstance(node, ast.FuncCall):
+            parts = _names(node.funcname)
+            return not self._builtin(parts[-2] if len(parts) > 1 else None, parts[-1]) or parts[-1] in READS_DATA
+        return False
 
     def copy_outputs(self, node: ast.CopyStmt) -> tuple[list[Output] | None, tuple[int, ...] | None]:
         """A COPY TO's fields: their outputs, and their type oids when COPY names a relation."""
@@ -791,6 +816,15 @@ def _colnames(alias: ast.Alias | None) -> list[str]:
 def _names(nodes: tuple[ast.Node, ...] | None) -> list[str]:
     """Names of a dotted reference (``*`` for A_Star and anything that is not a name)."""
     return [n.sval if isinstance(n, ast.String) and n.sval is not None else "*" for n in nodes or ()]
+
+
+def _walk(node: ast.Node) -> Iterable[ast.Node]:
+    """Every node of a tree, depth first."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(_children(current))
 
 
 def _children(node: ast.Node) -> Iterable[ast.Node]:

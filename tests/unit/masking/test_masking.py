@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from shared.masking import Detector, MaskingPolicy, find
 from shared.masking.detectors import candidates
-from shared.pg.masking import CopyFormat, ResultMasker, UndecodableCopyData
+from shared.pg.masking import CopyFormat, ResultMasker, StatementRef, UndecodableCopyData
 from shared.pg.masking import binary as b
 from shared.pg.wire.messages import Field, build_data_row, parse_data_row
-from tests.unit.masking.plain import plain_copy, plan_for
+from tests.unit.masking.plain import plain, plain_copy, plan_for
 
 GOLDEN = Path(__file__).parent / "golden"
 DETECTORS: list[dict[str, Any]] = yaml.safe_load((GOLDEN / "detectors.yaml").read_text())
@@ -104,7 +104,7 @@ def test_copy_golden(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", RESULTS["errors"], ids=[c["name"] for c in RESULTS["errors"]])
 def test_error_golden(case: dict[str, Any]) -> None:
-    out = golden_masker().mask_error_fields(case["in"])
+    out = golden_masker().mask_error_fields(case["in"], plain([]))
     assert out == (None if case["out"] == "unchanged" else case["out"])
 
 
@@ -338,3 +338,16 @@ def test_plan_tells_the_proxy_when_rows_need_the_masker() -> None:
     ruled = plan_for(masker, fields([["customer_ssn", 25, 0]]))
     assert ruled.forced and ruled.needs_rows(False)
     assert plan_for(masker, fields([["note", 25, 0]])) is text, "plans are cached per RowDescription"
+
+
+def test_a_value_error_of_a_statement_reading_covered_columns_quotes_nothing() -> None:
+    """``translate(card_number, ...)::int`` fails quoting the translated card: no detector sees it, so the
+    error's quoted values are redacted whenever the statement reads a covered column."""
+    masker = golden_masker()
+    cast = {"S": "ERROR", "C": "22P02", "M": 'invalid input syntax for type integer: "ebbbbbbbbbbbbbbb"'}
+    reads = StatementRef("SELECT translate(customer_ssn, '0123456789', 'abcdefghij')::int FROM t")
+    assert masker.mask_error_fields(cast, reads) == cast | {"M": 'invalid input syntax for type integer: "****"'}
+    assert masker.mask_error_fields(cast, StatementRef("SELECT 'ebbbbbbbbbbbbbbb'::int")) is None
+    unique = {"S": "ERROR", "C": "23505", "M": 'duplicate key value violates unique constraint "k"',
+              "D": "Key (secret_code)=(ebbb) already exists."}
+    assert masker.mask_error_fields(unique, reads) == unique | {"D": "Key (secret_code)=(****) already exists."}
