@@ -39,6 +39,16 @@ _MAX_MISSING = 1024
 _STATEMENT_TIMEOUT_MS = 10_000
 
 
+# A relation as a statement names it (schema or None, name) or as RowDescription does (its oid).
+RelationKey = tuple[str | None, str] | int
+
+
+def _has(snapshot: Catalog, relation: RelationKey) -> bool:
+    if isinstance(relation, int):
+        return snapshot.by_oid(relation) is not None
+    return bool(snapshot.named(*relation))
+
+
 class CatalogUnavailable(Exception):
     """The catalog could not be read (connection, authentication, an error from the server)."""
 
@@ -65,8 +75,8 @@ class TargetCatalog:
         self._fresh_until = 0.0  # time.monotonic() until which the snapshot may be used
         # Relation names statements used that the snapshot lacks: asked for (the next read looks for them)
         # and, once a read did not find them either, missing (not looked for again until the TTL).
-        self._asked: set[tuple[str | None, str]] = set()
-        self._missing: set[tuple[str | None, str]] = set()
+        self._asked: set[RelationKey] = set()
+        self._missing: set[RelationKey] = set()
         self._wanted = 0  # bumped by invalidate(): a read that started earlier does not make it fresh
         self._reading: asyncio.Task[None] | None = None
         self._conn: BackendConnection | None = None
@@ -84,16 +94,23 @@ class TargetCatalog:
 
     def expect(self, relations: Iterable[tuple[str | None, str]]) -> None:
         """Statements on their way name these relations: if the snapshot lacks one (created elsewhere since
-        it was read), read it again before their results need it. A name one read did not find either is
-        not looked for again until the snapshot expires (a typo does not cost a read per statement)."""
+        it was read), read it again before their results need it. A relation one read did not find either
+        is not looked for again until the snapshot expires (a typo does not cost a read per statement)."""
+        self._look_for(relations)
+
+    def _look_for(self, relations: Iterable[RelationKey]) -> None:
         snapshot = self._snapshot
         if snapshot is None:
             return
-        unknown = {r for r in relations if r not in self._missing and not snapshot.named(*r)}
+        unknown = {r for r in relations if r not in self._missing and not _has(snapshot, r)}
         if unknown:
             self._asked |= unknown
             self.invalidate()
             self.prefetch()
+
+    def unknown_relation(self, oid: int) -> None:
+        """A result came from a relation (by oid) the snapshot lacks: read it again, as ``expect`` does."""
+        self._look_for([oid])
 
     def prefetch(self) -> None:
         """Start a read if the snapshot is stale and none is running (does not wait for it)."""
@@ -126,7 +143,7 @@ class TargetCatalog:
             self._snapshot = snapshot = Catalog.from_json(document, self._generation)
             if len(self._missing) > _MAX_MISSING or not asked:
                 self._missing.clear()
-            self._missing |= {r for r in asked if not snapshot.named(*r)}
+            self._missing |= {r for r in asked if not _has(snapshot, r)}
         except asyncio.CancelledError:
             raise
         except (CatalogUnavailable, BackendError, OSError, ValueError, TimeoutError) as e:

@@ -150,6 +150,10 @@ class CatalogView(Protocol):
         """The schema may have changed: read the catalog again before it is next needed."""
         ...
 
+    def unknown_relation(self, oid: int) -> None:
+        """A result came from a relation the catalog lacks: read it again (unless that was just done)."""
+        ...
+
 
 class FixedCatalog:
     """A catalog that never changes (tests, benchmarks, in-process tools)."""
@@ -163,4 +167,7 @@ class FixedCatalog:
         return self._snapshot
 
     def invalidate(self) -> None:
+        self.invalidations += 1
+
+    def unknown_relation(self, oid: int) -> None:
         self.invalidations += 1

@@ -15,8 +15,10 @@ re-framed message, or None when the row must pass through byte-identical. COPY T
 metadata: its statement gives lineage and options (see ``copy.py``).
 
 Schema changes: a statement that may change what relations mean (DDL, DO, CALL, ...) invalidates the
-catalog (``statement_done``); until its transaction ends (``ready`` with status 'I') the session's own
-uncommitted schema is invisible to the catalog, so lineage through relations is unknown (fail closed).
+catalog (``statement_done``). Until its transaction ends (``ready`` with status 'I') the catalog cannot
+see it: relations it created (CREATE TABLE, CREATE TABLE AS, SELECT INTO, CREATE VIEW) are layered over
+the catalog from their own statements; after any other change, lineage through relations is unknown
+(fail closed).
 
 Counts: what a row masked is a tuple of names (one per masked value) that travels with the memo entry, so
 a row served from the memo counts the same as a row masked here; tuples are tallied per session and
@@ -36,7 +38,7 @@ from shared.masking.actions import Tokenizer
 from shared.masking.detectors import candidates
 from shared.masking.rules import MaskAction, MaskingPolicy
 from shared.pg.masking import memo as row_memo
-from shared.pg.masking.catalog import Catalog, CatalogView
+from shared.pg.masking.catalog import Catalog, CatalogView, Relation
 from shared.pg.masking.copy import CopyFormat, CopyMasker, UndecodableCopyData
 from shared.pg.masking.lineage import LINEAGE_UNKNOWN, ColumnSource, LineageAnalyzer, StatementRef, sources_for
 from shared.pg.masking.plan import Column, ColumnPlan, build_plan
@@ -107,7 +109,10 @@ class ResultMasker:
         self._identity = row_memo.identity(policy, token_key) if self._memo is not None else b""
         self._rules = tuple((r.name, r.action) for r in policy.columns) if policy.enabled else ()
         self.rule_for = _rule_lookup(self._rules)
-        self._schema_changed = False  # by this session, in its open transaction
+        # Relations this session's open transaction made, which the catalog cannot see yet (None: it changed
+        # the schema in a way lineage cannot follow), and the analyzer that sees them.
+        self._pending: list[Relation] | None = []
+        self._pending_analyzer: tuple[Catalog | None, int, LineageAnalyzer] | None = None
         self._copy: tuple[CopyFormat, CopyMasker] | None = None
 
     @property
@@ -150,20 +155,41 @@ class ResultMasker:
         if analyzer is None:
             return (None,) * len(fields)
         outputs = analyzer.outputs(statement.text, statement.index) if statement is not None else None
-        return sources_for(outputs, fields, analyzer)
+        catalog = self.catalog
+        return sources_for(
+            outputs,
+            fields,
+            analyzer,
+            pending=bool(self._pending),
+            unknown_relation=catalog.unknown_relation if catalog is not None else None,
+        )
 
     def lineage(self) -> LineageAnalyzer | None:
         """The analyzer for the current catalog, or None when the policy has no column rules."""
         if not self._rules:
             return None
-        catalog = None if self._schema_changed or self.catalog is None else self.catalog.snapshot
-        key = (id(catalog), self._rules)
+        snapshot = self.catalog.snapshot if self.catalog is not None else None
+        if self._pending is None:  # this transaction changed the schema in ways lineage cannot follow
+            snapshot = None
+        elif self._pending:
+            return self._pending_lineage(snapshot)
+        key = (id(snapshot), self._rules)
         entry = _ANALYZERS.get(key)
-        if entry is None or entry[0] is not catalog:
+        if entry is None or entry[0] is not snapshot:
             if len(_ANALYZERS) >= _MAX_ANALYZERS:
                 _ANALYZERS.clear()
-            entry = _ANALYZERS[key] = (catalog, LineageAnalyzer(catalog, self.rule_for))
+            entry = _ANALYZERS[key] = (snapshot, LineageAnalyzer(snapshot, self.rule_for))
         return entry[1]
+
+    def _pending_lineage(self, snapshot: Catalog | None) -> LineageAnalyzer:
+        """This session's own analyzer: the catalog and the relations its open transaction made."""
+        pending = self._pending or []
+        known = self._pending_analyzer
+        if known is None or known[0] is not snapshot or known[1] != len(pending):
+            base = snapshot or Catalog()
+            overlay = Catalog(base.relations + tuple(pending), base.functions, base.generation)
+            known = self._pending_analyzer = (snapshot, len(pending), LineageAnalyzer(overlay, self.rule_for))
+        return known[2]
 
     @property
     def lineage_epoch(self) -> object:
@@ -171,22 +197,30 @@ class ResultMasker:
         if not self._rules:
             return None
         snapshot = self.catalog.snapshot if self.catalog is not None else None
-        return (snapshot.generation if snapshot is not None else -1, self._schema_changed)
+        pending = -1 if self._pending is None else len(self._pending)
+        return (snapshot.generation if snapshot is not None else -1, pending)
 
     def statement_done(self, text: str, kind: str = "") -> None:
-        """A statement finished: if it may have changed the schema, lineage must not trust the catalog.
-        ``kind``: the statement's kind when guardrails classified it (saves a parse for plain DML)."""
+        """A statement finished: if it may have changed the schema, the catalog is read again, and until
+        its transaction ends lineage sees the relations it made (or, for changes it cannot describe,
+        nothing: lineage through relations is unknown). ``kind``: the statement's kind when guardrails
+        classified it (saves a parse for plain DML)."""
         if not self._rules or not text or kind in _PLAIN:
             return
-        if any(c.effects & SCHEMA_CHANGES for c in classify(text)):
-            self._schema_changed = True
-            if self.catalog is not None:
-                self.catalog.invalidate()
+        if not any(c.effects & SCHEMA_CHANGES for c in classify(text)):
+            return
+        if self.catalog is not None:
+            self.catalog.invalidate()
+        if self._pending is not None:
+            analyzer = self.lineage()
+            created = analyzer.created_relations(text) if analyzer is not None else None
+            self._pending = None if created is None else self._pending + created
 
     def ready(self, tx_status: bytes) -> None:
         """ReadyForQuery: outside a transaction, this session's schema changes are committed (or gone)."""
-        if self._schema_changed and tx_status == b"I":
-            self._schema_changed = False
+        if self._pending != [] and tx_status == b"I":
+            self._pending = []
+            self._pending_analyzer = None
             if self.catalog is not None:
                 self.catalog.invalidate()
 

@@ -35,9 +35,10 @@ from enum import StrEnum
 from pglast import ast, parse_sql
 from pglast.enums import A_Expr_Kind, MinMaxOp, SetOperation, SubLinkType
 from pglast.parser import ParseError
+from pglast.stream import RawStream
 
 from shared.masking.rules import MaskAction
-from shared.pg.masking.catalog import DATA_EXPOSING, DEFINED_KINDS, Catalog, Relation
+from shared.pg.masking.catalog import DATA_EXPOSING, DEFINED_KINDS, Attribute, Catalog, Relation
 from shared.pg.sql.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
 from shared.pg.sql.pg_builtins import BUILTIN_FUNCTIONS
 from shared.pg.wire.messages import Field
@@ -282,6 +283,63 @@ class LineageAnalyzer:
             cache.popitem(last=False)
         return result
 
+    def created_relations(self, text: str) -> list[Relation] | None:
+        """The relations the statements of ``text`` create (tables with their columns, CREATE TABLE AS,
+        SELECT INTO and views with their query as definition), for lineage to see them before the catalog
+        can (they are not committed yet). None when a statement changes the schema in a way this cannot
+        describe (ALTER, DO, CALL, CREATE FUNCTION, ...): lineage through relations is then unknown."""
+        try:
+            statements = parse_sql(text)
+        except Exception:
+            return None
+        created: list[Relation] = []
+        for raw in statements:
+            node = raw.stmt if isinstance(raw, ast.RawStmt) else None
+            if node is None:
+                return None
+            if isinstance(node, _HARMLESS_DDL):
+                continue
+            if isinstance(node, ast.SelectStmt) and node.intoClause is None:
+                continue
+            rel = self._created(node, len(created))
+            if rel is None:
+                return None
+            created.append(rel)
+        return created
+
+    def _created(self, node: ast.Node, n: int) -> Relation | None:
+        oid = -(1000 + n)  # no oid yet: one the server never uses
+        if isinstance(node, ast.CreateStmt):
+            if node.inhRelations or node.partbound is not None or node.ofTypename is not None:
+                return None
+            if any(not isinstance(e, ast.ColumnDef | ast.Constraint) for e in node.tableElts or ()):
+                return None  # LIKE other_table: its columns are the catalog's
+            columns = [Attribute(e.colname or "", _type_oid(e.typeName)) for e in node.tableElts or ()
+                       if isinstance(e, ast.ColumnDef)]
+            return _pending_relation(oid, node.relation, "r", columns, None)
+        if isinstance(node, ast.CreateTableAsStmt) and node.query is not None and node.into is not None:
+            return self._defined(oid, node.into.rel, "m", node.query, _names(node.into.colNames))
+        if isinstance(node, ast.SelectStmt) and node.intoClause is not None:
+            into, node.intoClause = node.intoClause, None  # the query without INTO (a tree parsed for this)
+            return self._defined(oid, into.rel, "m", node, _names(into.colNames))
+        if isinstance(node, ast.ViewStmt) and node.query is not None:
+            return self._defined(oid, node.view, "v", node.query, _names(node.aliases))
+        return None
+
+    def _defined(self, oid: int, rv: ast.RangeVar | None, kind: str, query: ast.Node,
+                 names: list[str]) -> Relation | None:
+        outputs = self._statement(query, None)
+        if outputs is None or any(isinstance(o, Spread) for o in outputs):
+            return None
+        named = names + [o.name or "" for o in outputs[len(names):] if isinstance(o, Col)]
+        if "" in named or len(named) != len(outputs):
+            return None
+        try:
+            definition = RawStream()(query)
+        except Exception:
+            return None
+        return _pending_relation(oid, rv, kind, [Attribute(n, 0) for n in named], definition)
+
     def touches(self, text: str, index: int = 0) -> bool:
         """Whether the statement reads a covered column anywhere (a WHERE clause, a cast that fails...),
         or something the proxy cannot see into: what an error message quotes may then be such a value."""
@@ -327,11 +385,12 @@ class LineageAnalyzer:
             cols = [(o, a) for o, a in cols if not a.generated]  # COPY TO leaves generated columns out
         return [o for o, _ in cols], tuple(a.type_oid for _, a in cols)
 
-    def attribute_flow(self, table_oid: int, attnum: int) -> Flow:
-        """What RowDescription's (table oid, attnum) says a field is."""
+    def attribute_flow(self, table_oid: int, attnum: int) -> Flow | None:
+        """What RowDescription's (table oid, attnum) says a field is; None when the catalog does not know
+        the relation."""
         rel = self.catalog.by_oid(table_oid) if self.catalog is not None else None
         if rel is None:
-            return UNKNOWN
+            return None
         outputs = self._relation_columns(rel)
         if attnum == 0:  # a whole-row reference
             return derive(o.flow for o in outputs)
@@ -685,9 +744,18 @@ class LineageAnalyzer:
 
 
 def sources_for(
-    outputs: list[Output] | None, fields: Sequence[Field], analyzer: LineageAnalyzer | None
+    outputs: list[Output] | None,
+    fields: Sequence[Field],
+    analyzer: LineageAnalyzer | None,
+    *,
+    pending: bool = False,
+    unknown_relation: Callable[[int], None] | None = None,
 ) -> tuple[ColumnSource | None, ...]:
-    """One decision per RowDescription field (None: detectors only). ``analyzer`` None: no column rules."""
+    """One decision per RowDescription field (None: detectors only). ``analyzer`` None: no column rules.
+
+    A field's origin the catalog does not know is a relation made since it was read: with ``pending``
+    (the session's open transaction made relations lineage already knows by their statements) the text's
+    lineage stands; otherwise the field is unknown, and ``unknown_relation`` hears of it."""
     if analyzer is None:
         return (None,) * len(fields)
     flows = align(outputs, len(fields))
@@ -695,6 +763,10 @@ def sources_for(
     for f, flow in zip(fields, flows, strict=True):
         if f.table_oid:  # the server says: this column of that relation, unchanged
             origin = analyzer.attribute_flow(f.table_oid, f.column)
+            if origin is None:
+                if unknown_relation is not None:
+                    unknown_relation(f.table_oid)
+                origin = CLEAN if pending and not flow.unknown else UNKNOWN
             flow = origin if flow.unknown else merge([flow, origin])
         out.append(decide(flow, f.type_oid, f.name, analyzer.rule_for))
     return tuple(out)
@@ -755,6 +827,29 @@ def statement_node(text: str, index: int) -> ast.Node | None:
 
 _CONSTANTS = (ast.A_Const, ast.ParamRef, ast.SQLValueFunction, ast.String, ast.Integer, ast.Float,
               ast.Boolean, ast.TypeName, ast.SetToDefault, ast.A_Star)
+
+
+# DDL that changes no relation's columns or definition (an index, a comment, a sequence, a DROP: a
+# dropped relation is never read again, and a new one of the same name is found by its own statement).
+_HARMLESS_DDL = (ast.IndexStmt, ast.CommentStmt, ast.CreateSeqStmt, ast.DropStmt, ast.TransactionStmt,
+                 ast.VariableSetStmt, ast.VariableShowStmt)
+_TYPE_OIDS = {"int2": 21, "int4": 23, "int8": 20, "numeric": 1700, "text": 25, "varchar": 1043, "bpchar": 1042,
+              "bytea": 17, "json": 114, "jsonb": 3802, "bool": 16, "float4": 700, "float8": 701}
+
+
+def _type_oid(name: ast.TypeName | None) -> int:
+    """A column type written in CREATE TABLE, when it is one the masker reads (0: any other)."""
+    if name is None or name.arrayBounds:
+        return 0
+    return _TYPE_OIDS.get(_names(name.names)[-1], 0)
+
+
+def _pending_relation(oid: int, rv: ast.RangeVar | None, kind: str, columns: list[Attribute],
+                      definition: str | None) -> Relation | None:
+    if rv is None or not rv.relname:
+        return None
+    schema = "pg_temp_" if rv.relpersistence == "t" else rv.schemaname or ""
+    return Relation(oid, schema, rv.relname, kind, tuple(columns), definition)
 
 
 def _judged(flow: Flow, verdict: Verdict | None) -> Flow:

@@ -241,3 +241,28 @@ def test_reveal_nothing_forms_are_not_masked(expression: tuple[str, bool, bool],
     sql = f"SELECT {make(expression[0])} AS v FROM customers"
     assert decisions(sql, [type_oid]) == ["clean"], sql
     assert decisions(sql, [TEXT]) == (["whole"] if expression[1] else ["clean"]), "the type must be the form's"
+
+
+def test_relations_a_transaction_makes_are_seen_before_the_catalog_can() -> None:
+    a = analyzer()
+    created = a.created_relations(
+        "CREATE TEMP TABLE t (x int, y text); CREATE TABLE s AS SELECT ssn AS k, name FROM customers; "
+        "CREATE VIEW v (a) AS SELECT reverse(card_number), id FROM customers; SELECT ssn AS z INTO w FROM customers;"
+        "CREATE INDEX ON t (x); DROP TABLE IF EXISTS gone"
+    )
+    assert created is not None
+    assert [(r.name, [c.name for c in r.columns]) for r in created] == [
+        ("t", ["x", "y"]), ("s", ["k", "name"]), ("v", ["a", "id"]), ("w", ["z"])
+    ]
+    overlay = LineageAnalyzer(catalog_of([*CATALOG.relations, *created], CATALOG.functions), rule_for)
+    outputs = overlay.outputs("SELECT t.y, s.k, v.a, w.z, s.name FROM t, s, v, w")
+    assert outputs is not None
+    fields = [Field(f"c{i}", 0, 0, TEXT, -1, -1, 0) for i in range(5)]
+    assert [_word(x) for x in sources_for(outputs, fields, overlay)] == [
+        "clean", "rule:redact", "whole", "rule:redact", "clean"
+    ]
+    for ddl in (
+        "ALTER TABLE customers RENAME COLUMN ssn TO x", "DO $$ BEGIN END $$", "CREATE TABLE l (LIKE customers)",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "CREATE TABLE p PARTITION OF q FOR VALUES IN (1)",
+    ):
+        assert a.created_relations(ddl) is None, ddl
