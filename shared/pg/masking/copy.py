@@ -25,7 +25,8 @@ from pglast import ast
 from shared.masking.detectors import candidates
 from shared.masking.rules import MaskAction
 from shared.pg.masking import binary as b
-from shared.pg.masking.lineage import ColumnSource, LineageAnalyzer, StatementRef, align, decide, statement_node
+from shared.pg.masking.coverage import ColumnSource, StatementRef, align, decide
+from shared.pg.masking.lineage import LineageAnalyzer, statement_node
 from shared.pg.masking.values import UNDECODABLE, Mode, ValueMasker, mode_for
 from shared.pg.wire.errors import ProtocolViolation
 from shared.pg.wire.messages import frame

@@ -40,7 +40,8 @@ from shared.masking.rules import MaskAction, MaskingPolicy
 from shared.pg.masking import memo as row_memo
 from shared.pg.masking.catalog import Catalog, CatalogView, Relation
 from shared.pg.masking.copy import CopyFormat, CopyMasker, UndecodableCopyData
-from shared.pg.masking.lineage import LINEAGE_UNKNOWN, ColumnSource, LineageAnalyzer, StatementRef, sources_for
+from shared.pg.masking.coverage import LINEAGE_UNKNOWN, ColumnSource, StatementRef, sources_for
+from shared.pg.masking.lineage import LineageAnalyzer
 from shared.pg.masking.plan import Column, ColumnPlan, build_plan
 from shared.pg.masking.values import ValueMasker
 from shared.pg.sql.classify import classify

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from shared.masking.actions import REDACTED, mask_bytes, partial_bytes
 from shared.masking.detectors import EMAIL_AT, Detector, candidate_kinds, candidates, find_emails, is_lone_email
 from shared.masking.rules import MaskAction, MaskingPolicy
-from shared.pg.masking.lineage import ColumnSource
+from shared.pg.masking.coverage import ColumnSource
 from shared.pg.masking.values import ALWAYS_DECODE, PREFILTERABLE, UNDECODABLE, Mode, ValueMasker, mode_for, rule_mode
 from shared.pg.wire.messages import Field
 

@@ -10,18 +10,18 @@ from hypothesis import strategies as st
 
 from shared.masking.rules import MaskAction
 from shared.pg.masking.catalog import Attribute, Catalog, Relation, catalog_of
-from shared.pg.masking.lineage import (
+from shared.pg.masking.coverage import (
     CLEAN,
     LINEAGE_UNKNOWN,
     UNKNOWN,
     Col,
     ColumnSource,
     Flow,
-    LineageAnalyzer,
     Spread,
     align,
     sources_for,
 )
+from shared.pg.masking.lineage import LineageAnalyzer
 from shared.pg.wire.messages import Field
 
 TEXT, INT8, INT4, BOOL, JSON = 25, 20, 23, 16, 114
