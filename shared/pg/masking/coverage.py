@@ -62,31 +62,25 @@ UNKNOWN = Flow(unknown=True)
 
 def derive(flows: Iterable[Flow]) -> Flow:
     """A value computed from these values."""
-    sources: frozenset[str] = frozenset()
-    unknown = False
-    for f in flows:
-        sources |= f.sources
-        unknown = unknown or f.unknown
-    if not sources and not unknown:
-        return CLEAN
-    return Flow(sources, unknown)
+    return _union(list(flows), keep_shape=False)
 
 
 def merge(flows: Iterable[Flow]) -> Flow:
     """One of these values, unchanged (set-operation branches, a name several relations may mean)."""
-    items = list(flows)
-    sources: frozenset[str] = frozenset()
-    unknown = False
-    for f in items:
-        sources |= f.sources
-        unknown = unknown or f.unknown
+    return _union(list(flows), keep_shape=True)
+
+
+def _union(flows: list[Flow], *, keep_shape: bool) -> Flow:
+    sources = frozenset().union(*(f.sources for f in flows))
+    unknown = any(f.unknown for f in flows)
     if not sources and not unknown:
         return CLEAN
-    live = [f for f in items if not f.clean]
+    if not keep_shape:
+        return Flow(sources, unknown)
+    live = [f for f in flows if not f.clean]
     verdicts = {f.verdict for f in live}
     verdict = verdicts.pop() if len(verdicts) == 1 else None
-    direct = bool(sources) and all(f.direct for f in live)
-    return Flow(sources, unknown, direct, verdict)
+    return Flow(sources, unknown, bool(sources) and all(f.direct for f in live), verdict)
 
 
 @dataclass(frozen=True, slots=True)
