@@ -272,6 +272,10 @@ def _prefixes(candidate: str) -> list[str]:
 
 def _card_span(candidate: str) -> tuple[int, Encoding]:
     """The length of the card number the candidate starts with (0: none), and whether it is backwards."""
+    if candidate.isdigit():  # the usual case: no separators, no prefixes to try
+        if is_card_number(candidate):
+            return len(candidate), Encoding.PLAIN
+        return (len(candidate), Encoding.REVERSED) if is_card_number(candidate[::-1]) else (0, Encoding.PLAIN)
     for prefix in _prefixes(candidate):
         digits = prefix.translate(_UNSEPARATED)
         if is_card_number(digits):
@@ -307,7 +311,8 @@ def find(text: str, enabled: frozenset[Detector], *, encoded: bool = True) -> li
     found = _structured(text, enabled)
     if Detector.EMAIL in enabled and "@" in text:
         found = _merge(found, _emails(text))
-    if encoded and len(text) >= _MIN_ENCODED:
+    # An encoded run lies outside every match: with fewer than _MIN_ENCODED characters left, none can.
+    if encoded and len(text) - sum(m.end - m.start for m in found) >= _MIN_ENCODED:
         found = _merge(found, _encoded(text, enabled, found))
     return found
 
