@@ -437,7 +437,7 @@ class Relay:
         head = self._expect[0] if self._expect else None
         if statement is not None:
             self.statements += 1
-            if self.masker is not None:
+            if self.masker is not None and error is None:  # a statement that failed changed no schema
                 self.masker.statement_done(statement.text, statement.kind)
             out.events.append(
                 StatementEvent(
