@@ -40,7 +40,7 @@ from shared.masking.rules import MaskAction, MaskingPolicy
 from shared.pg.masking import memo as row_memo
 from shared.pg.masking.catalog import Catalog, CatalogView, Relation
 from shared.pg.masking.copy import CopyFormat, CopyMasker, UndecodableCopyData
-from shared.pg.masking.coverage import LINEAGE_UNKNOWN, ColumnSource, StatementRef, sources_for
+from shared.pg.masking.coverage import LINEAGE_UNKNOWN, ColumnSource, StatementRef
 from shared.pg.masking.lineage import LineageAnalyzer
 from shared.pg.masking.plan import Column, ColumnPlan, build_plan
 from shared.pg.masking.values import ValueMasker
@@ -151,16 +151,14 @@ class ResultMasker:
         return plan
 
     def sources(self, fields: Sequence[Field], statement: StatementRef | None) -> tuple[ColumnSource | None, ...]:
-        """Which columns a column rule covers, by lineage (see ``lineage.sources_for``)."""
+        """Which columns a column rule covers, by lineage (see ``coverage.sources_for``)."""
         analyzer = self.lineage()
         if analyzer is None:
             return (None,) * len(fields)
-        outputs = analyzer.outputs(statement.text, statement.index) if statement is not None else None
         catalog = self.catalog
-        return sources_for(
-            outputs,
+        return analyzer.sources(
+            statement,
             fields,
-            analyzer,
             pending=bool(self._pending),
             unknown_relation=catalog.unknown_relation if catalog is not None else None,
         )

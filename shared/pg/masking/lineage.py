@@ -20,11 +20,11 @@ which rows exist and in what order (one bit per row and query), as a boolean com
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pglast import ast, parse_sql
 from pglast.enums import A_Expr_Kind, MinMaxOp, SetOperation, SubLinkType
-from pglast.parser import ParseError
+from pglast.parser import ParseError, normalize
 from pglast.stream import RawStream
 
 from shared.pg.masking.catalog import DATA_EXPOSING, DEFINED_KINDS, Attribute, Catalog, Relation
@@ -32,18 +32,22 @@ from shared.pg.masking.coverage import (
     CLEAN,
     UNKNOWN,
     Col,
+    ColumnSource,
     Flow,
     Output,
     RuleLookup,
     Spread,
+    StatementRef,
     Verdict,
     align,
     derive,
     judged,
     merge,
+    sources_for,
 )
 from shared.pg.sql.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
 from shared.pg.sql.pg_builtins import BUILTIN_FUNCTIONS
+from shared.pg.wire.messages import Field
 
 _LENGTHS = frozenset({"length", "char_length", "character_length", "octet_length", "bit_length"})
 _COMPARISONS = frozenset({
@@ -63,6 +67,8 @@ READS_DATA = SQL_TEXT_FUNCTIONS | RELATION_FUNCTIONS | frozenset({
 _MAX_DEPTH = 12  # views of views of ...
 _MAX_FIXPOINT = 6  # recursive CTE iterations
 _CACHE = 2048
+_DecidedKey = tuple[tuple[str, int] | None, tuple[Field, ...], bool]
+_MAX_SHAPED = 16 * 1024
 
 
 # ------------------------------------------------------------------------------------------------ items
@@ -156,7 +162,8 @@ class LineageAnalyzer:
     def __init__(self, catalog: Catalog | None, rule_for: RuleLookup) -> None:
         self.catalog = catalog
         self.rule_for = rule_for
-        self._cache: OrderedDict[tuple[str, int], list[Output] | None] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], list[Output] | None] = OrderedDict()  # by statement shape
+        self._decided: dict[_DecidedKey, tuple[ColumnSource | None, ...]] = {}  # by shape, fields, pending
         self._relations: dict[int, list[Output]] = {}
         self._touches: dict[tuple[str, int], bool] = {}
         self._defining: set[int] = set()
@@ -166,7 +173,31 @@ class LineageAnalyzer:
 
     def outputs(self, text: str, index: int = 0) -> list[Output] | None:
         """The outputs of statement ``index`` of ``text``, or None when its rows cannot be traced."""
-        key = (text, index)
+        return self._outputs((shape(text), index), text, index)
+
+    def sources(
+        self,
+        statement: StatementRef | None,
+        fields: Sequence[Field],
+        *,
+        pending: bool,
+        unknown_relation: Callable[[int], None] | None,
+    ) -> tuple[ColumnSource | None, ...]:
+        """``coverage.sources_for`` the statement's outputs, remembered per statement shape and fields."""
+        shaped = None if statement is None else (shape(statement.text), statement.index)
+        key = (shaped, tuple(fields), pending)
+        hit = self._decided.get(key)
+        if hit is None:
+            outputs = None
+            if statement is not None and shaped is not None:
+                outputs = self._outputs(shaped, statement.text, statement.index)
+            hit = sources_for(outputs, fields, self, pending=pending, unknown_relation=unknown_relation)
+            if len(self._decided) >= _CACHE:
+                self._decided.clear()
+            self._decided[key] = hit
+        return hit
+
+    def _outputs(self, key: tuple[str, int], text: str, index: int) -> list[Output] | None:
         cache = self._cache
         if key in cache:
             cache.move_to_end(key)
@@ -639,6 +670,18 @@ class LineageAnalyzer:
 
 
 # ------------------------------------------------------------------------------------------------ decisions
+
+
+def shape(text: str) -> str:
+    """The statement text with its literal values replaced by ``$n`` (libpg_query's normalize): lineage
+    never depends on a literal's value, so statements that differ only in literals (``OFFSET 17``) share
+    one analysis. Aliases, names and structure are kept as written."""
+    if len(text) > _MAX_SHAPED:
+        return text
+    try:
+        return str(normalize(text))
+    except Exception:  # the parser's C layer refuses it: the text is its own shape
+        return text
 
 
 def statement_node(text: str, index: int) -> ast.Node | None:
