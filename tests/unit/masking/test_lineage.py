@@ -21,7 +21,7 @@ from shared.pg.masking.coverage import (
     align,
     sources_for,
 )
-from shared.pg.masking.lineage import LineageAnalyzer
+from shared.pg.masking.lineage import LineageAnalyzer, shape
 from shared.pg.wire.messages import Field
 
 TEXT, INT8, INT4, BOOL, JSON = 25, 20, 23, 16, 114
@@ -266,3 +266,15 @@ def test_relations_a_transaction_makes_are_seen_before_the_catalog_can() -> None
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "CREATE TABLE p PARTITION OF q FOR VALUES IN (1)",
     ):
         assert a.created_relations(ddl) is None, ddl
+
+
+def test_statements_differing_only_in_literals_share_one_analysis() -> None:
+    a = analyzer()
+    assert shape("SELECT * FROM customers LIMIT 1000 OFFSET 17") == shape("SELECT * FROM customers LIMIT 5 OFFSET 9")
+    first, second = "SELECT ssn AS x FROM customers WHERE id = 1", "SELECT ssn AS x FROM customers WHERE id = 2"
+    assert a.outputs(first) is a.outputs(second)
+    aliases = ("SELECT x FROM (SELECT ssn AS x, name AS y FROM customers) s",
+               "SELECT x FROM (SELECT ssn AS y, name AS x FROM customers) s")
+    assert shape(aliases[0]) != shape(aliases[1]), "names are kept: only literal values are replaced"
+    assert [decisions(sql) for sql in aliases] == [["rule:redact"], ["clean"]]
+    assert decisions("SELECT 'abc' AS card_number, ssn AS y FROM customers") == ["rule:partial", "rule:redact"]
