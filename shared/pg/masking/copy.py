@@ -25,7 +25,7 @@ from pglast import ast
 from shared.masking.detectors import candidates
 from shared.masking.rules import MaskAction
 from shared.pg.masking import binary as b
-from shared.pg.masking.coverage import ColumnSource, StatementRef, align, decide
+from shared.pg.masking.coverage import Col, ColumnSource, StatementRef, align, decide
 from shared.pg.masking.lineage import LineageAnalyzer, statement_node
 from shared.pg.masking.values import UNDECODABLE, Mode, ValueMasker, mode_for
 from shared.pg.wire.errors import ProtocolViolation
@@ -118,11 +118,6 @@ class CopyMasker:
         self._sources: tuple[ColumnSource | None, ...] | None = None
         self._rows = 0
 
-    @property
-    def active(self) -> bool:
-        """Whether some field must be masked whatever it holds (so every row is looked at)."""
-        return self._analyzer is not None
-
     def mask(self, data: bytes) -> bytes | None:
         """A new CopyData message for one CopyData body, or None when it passes through unchanged."""
         self._rows += 1
@@ -138,9 +133,12 @@ class CopyMasker:
             if self._analyzer is None:
                 sources = (None,) * width
             else:
-                flows = align(self._outputs if self._traced else None, width)
-                names = [getattr(o, "name", None) or "" for o in self._outputs or ()]
-                names += [""] * (width - len(names))
+                outputs = self._outputs if self._traced else None
+                flows = align(outputs, width)
+                # Field names (for rules on result names) where every output is one known column.
+                names = [o.name or "" if isinstance(o, Col) else "" for o in outputs or ()]
+                if len(names) != width:
+                    names = [""] * width
                 sources = tuple(decide(f, None, names[i], self._rule_for) for i, f in enumerate(flows))
             self._sources = sources
         return sources

@@ -19,6 +19,7 @@ which rows exist and in what order (one bit per row and query), as a boolean com
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
@@ -48,6 +49,8 @@ from shared.pg.masking.coverage import (
 from shared.pg.sql.functions import RELATION_FUNCTIONS, SQL_TEXT_FUNCTIONS
 from shared.pg.sql.pg_builtins import BUILTIN_FUNCTIONS
 from shared.pg.wire.messages import Field
+
+log = logging.getLogger(__name__)
 
 _LENGTHS = frozenset({"length", "char_length", "character_length", "octet_length", "bit_length"})
 _COMPARISONS = frozenset({
@@ -207,6 +210,9 @@ class LineageAnalyzer:
             result = None if node is None else self._statement(node, None)
         except RecursionError:  # nested beyond what can be followed: fail closed
             result = None
+        except Exception:  # a tree this walker does not expect: fail closed, and say so
+            log.exception("masking lineage could not follow a statement; its columns are masked whole")
+            result = None
         cache[key] = result
         if len(cache) > _CACHE:
             cache.popitem(last=False)
@@ -230,7 +236,11 @@ class LineageAnalyzer:
                 continue
             if isinstance(node, ast.SelectStmt) and node.intoClause is None:
                 continue
-            rel = self._created(node, len(created))
+            try:
+                rel = self._created(node, len(created))
+            except Exception:
+                log.exception("masking lineage could not follow a schema change")
+                return None
             if rel is None:
                 return None
             created.append(rel)
@@ -276,7 +286,10 @@ class LineageAnalyzer:
         hit = self._touches.get(key)
         if hit is None:
             node = statement_node(text, index)
-            hit = node is None or any(self._touching(n) for n in _walk(node))
+            try:
+                hit = node is None or any(self._touching(n) for n in _walk(node))
+            except Exception:
+                hit = True  # fail closed: redact what the error quotes
             if len(self._touches) >= _CACHE:
                 self._touches.clear()
             self._touches[key] = hit
