@@ -127,12 +127,13 @@ def test_text_and_binary_agree(stack: AirlockStack, tables: tuple[str, str, list
 
 
 @pytest.mark.parametrize("fmt", ["text", "csv", "binary"])
+@pytest.mark.parametrize("source", ["{src}", "(SELECT * FROM {src} ORDER BY id)"], ids=["table", "query"])
 def test_copy_from_one_table_into_another_through_airlock(
-    stack: AirlockStack, tables: tuple[str, str, list[tuple[Any, ...]]], fmt: str
+    stack: AirlockStack, tables: tuple[str, str, list[tuple[Any, ...]]], fmt: str, source: str
 ) -> None:
     src, dst, rows = tables
     with psycopg.connect(stack.conninfo()) as out, psycopg.connect(stack.conninfo()) as into:
-        with out.cursor().copy(f"COPY {src} TO STDOUT (FORMAT {fmt})") as reading, \
+        with out.cursor().copy(f"COPY {source.format(src=src)} TO STDOUT (FORMAT {fmt})") as reading, \
                 into.cursor().copy(f"COPY {dst} FROM STDIN (FORMAT {fmt})") as writing:
             for block in reading:
                 writing.write(block)

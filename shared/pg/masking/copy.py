@@ -174,7 +174,7 @@ class CopyMasker:
 
     def _field(self, i: int, value: str, source: ColumnSource | None) -> str | None:
         """A field's masked text as the format writes it, or None when it stays as it is."""
-        type_oid = self._types[i] if self._types and i < len(self._types) else _shape_type(value)
+        type_oid = (self._types[i] if self._types and i < len(self._types) else 0) or _shape_type(value)
         raw = value.encode("utf-8", _SURROGATE)
         try:
             if source is not None:
@@ -251,7 +251,7 @@ class CopyMasker:
 
     def _binary_field(self, i: int, value: bytes, source: ColumnSource | None) -> bytes | None:
         """A field's masked wire piece (length word and bytes, or -1 for NULL), or None when unchanged."""
-        type_oid = self._types[i] if self._types and i < len(self._types) else _binary_shape_type(value)
+        type_oid = (self._types[i] if self._types and i < len(self._types) else 0) or _binary_shape_type(value)
         try:
             if source is not None:
                 if type_oid is None:  # unreadable and must be masked: NULL

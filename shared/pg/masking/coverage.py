@@ -85,10 +85,12 @@ def _union(flows: list[Flow], *, keep_shape: bool) -> Flow:
 
 @dataclass(frozen=True, slots=True)
 class Col:
-    """One output column: its name (None: a name lineage cannot predict, so it matches any reference)."""
+    """One output column: its name (None: a name lineage cannot predict, so it matches any reference),
+    and its type when it is a relation's column passed on unchanged (0: not known)."""
 
     name: str | None
     flow: Flow
+    type_oid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,10 @@ class _Item:
     def whole(self) -> Flow:
         return derive(o.flow for o in self.expand())
 
+    def type_of(self, name: str) -> int | None:
+        """The type of its column ``name`` (None: no such column; 0: not known)."""
+        return 0 if self.column(name) is not None else None
+
 
 class _Columns(_Item):
     def __init__(self, refname: str | None, cols: Sequence[Output]) -> None:
@@ -103,6 +107,12 @@ class _Columns(_Item):
 
     def expand(self) -> list[Output]:
         return list(self.cols)
+
+    def type_of(self, name: str) -> int | None:
+        hits = [o for o in self.cols if isinstance(o, Spread) or o.name is None or o.name == name]
+        if not hits:
+            return None
+        return hits[0].type_oid if len(hits) == 1 and isinstance(hits[0], Col) else 0
 
 
 class _Opaque(_Item):
@@ -309,7 +319,9 @@ class LineageAnalyzer:
     def copy_outputs(self, node: ast.CopyStmt) -> tuple[list[Output] | None, tuple[int, ...] | None]:
         """A COPY TO's fields: their outputs, and their type oids when COPY names a relation."""
         if node.query is not None:
-            return self._statement(node.query, None), None
+            outputs = self._statement(node.query, None)
+            types = tuple(o.type_oid if isinstance(o, Col) else 0 for o in outputs or ())
+            return outputs, types if outputs and all(isinstance(o, Col) for o in outputs) else None
         if node.relation is None:
             return None, None
         rels = self._named(node.relation.schemaname, node.relation.relname or "")
@@ -488,7 +500,10 @@ class LineageAnalyzer:
         first = lists[0]
         if all(len(cols) == len(first) and all(_name(a) == _name(b) for a, b in zip(cols, first, strict=True))
                for cols in lists):
-            merged: list[Output] = [Col(_name(o), merge(cols[i].flow for cols in lists)) for i, o in enumerate(first)]
+            merged: list[Output] = [
+                Col(_name(o), merge(cols[i].flow for cols in lists), _same_type(cols[i] for cols in lists))
+                for i, o in enumerate(first)
+            ]
             return _Columns(refname, _rename(merged, colnames))
         return _Opaque(refname, merge(o.flow for cols in lists for o in cols))
 
@@ -503,18 +518,19 @@ class LineageAnalyzer:
         cols: list[Output]
         if rel.system:
             flow = UNKNOWN if rel.name in DATA_EXPOSING else CLEAN
-            cols = [Col(a.name, flow) for a in rel.columns]
+            cols = [Col(a.name, flow, a.type_oid) for a in rel.columns]
         elif rel.kind in DEFINED_KINDS:
             cols = self._defined_columns(rel)
         else:
-            cols = [Col(a.name, self._base(a.name)) for a in rel.columns]
+            cols = [Col(a.name, self._base(a.name), a.type_oid) for a in rel.columns]
         self._relations[rel.oid] = cols
         return cols
 
     def _defined_columns(self, rel: Relation) -> list[Output]:
         names = [a.name for a in rel.columns]
+        types = [a.type_oid for a in rel.columns]
         if rel.definition is None or rel.oid in self._defining or self._depth >= _MAX_DEPTH:
-            return [Col(n, UNKNOWN) for n in names]
+            return [Col(n, UNKNOWN, t) for n, t in zip(names, types, strict=True)]
         self._defining.add(rel.oid)
         self._depth += 1
         try:
@@ -525,7 +541,7 @@ class LineageAnalyzer:
             self._defining.discard(rel.oid)
         flows = align(outputs, len(names))
         # A view's column is a column too: named like a rule, it is covered whatever it reads.
-        return [Col(n, merge([f, self._base(n)])) for n, f in zip(names, flows, strict=True)]
+        return [Col(n, merge([f, self._base(n)]), t) for n, f, t in zip(names, flows, types, strict=True)]
 
     def _base(self, name: str) -> Flow:
         return Flow(frozenset({name}), direct=True) if self.rule_for(name) is not None else CLEAN
@@ -565,7 +581,23 @@ class LineageAnalyzer:
                 if expanded is not None:
                     return expanded
             return [Spread(derive([self._expr(value, scope)]))]
-        return [Col(target.name or _figure_name(value), self._expr(value, scope))]
+        type_oid = 0
+        reference = value.arg if isinstance(value, ast.CollateClause) else value
+        if isinstance(reference, ast.ColumnRef):  # passed on unchanged: the column's own type
+            type_oid = self._column_type(_names(reference.fields), scope)
+        return [Col(target.name or _figure_name(value), self._expr(value, scope), type_oid)]
+
+    def _column_type(self, fields: list[str], scope: _Scope) -> int:
+        """The type of a plain column reference when only one column can be meant (0: not known)."""
+        name = fields[-1]
+        level: _Scope | None = scope
+        while level is not None:
+            items = level.items if len(fields) == 1 else [i for i in level.items if i.refname == fields[-2]]
+            types = [t for i in items if not isinstance(i, _Join) and (t := i.type_of(name)) is not None]
+            if types:
+                return types[0] if len(set(types)) == 1 else 0
+            level = level.parent
+        return 0
 
     def _star(self, prefix: list[str], scope: _Scope, records: bool = False) -> list[Output]:
         if not prefix:
@@ -744,7 +776,7 @@ def _with_written(item: _Item, written: Flow) -> _Item:
     if isinstance(item, _Opaque):
         return _Opaque(item.refname, merge([item.flow, written]))
     cols: list[Output] = [
-        Col(o.name, merge([o.flow, written])) if isinstance(o, Col) else Spread(merge([o.flow, written]))
+        Col(o.name, merge([o.flow, written]), o.type_oid) if isinstance(o, Col) else Spread(merge([o.flow, written]))
         for o in item.expand()
     ]
     return _Columns(item.refname, cols)
@@ -752,7 +784,7 @@ def _with_written(item: _Item, written: Flow) -> _Item:
 
 def _set_operation(left: list[Output], right: list[Output]) -> list[Output]:
     if len(left) == len(right) and all(isinstance(o, Col) for o in left + right):
-        return [Col(_name(a), merge([a.flow, b.flow])) for a, b in zip(left, right, strict=True)]
+        return [Col(_name(a), merge([a.flow, b.flow]), _same_type([a, b])) for a, b in zip(left, right, strict=True)]
     return [Spread(merge(o.flow for o in left + right))]
 
 
@@ -762,7 +794,8 @@ def _one_of(expansions: list[list[Output]]) -> list[Output]:
     if len(expansions) == 1:
         return first
     if all(len(e) == len(first) and all(isinstance(o, Col) for o in e) for e in expansions):
-        return [Col(_name(o), merge(e[i].flow for e in expansions)) for i, o in enumerate(first)]
+        return [Col(_name(o), merge(e[i].flow for e in expansions), _same_type(e[i] for e in expansions))
+                for i, o in enumerate(first)]
     return [Spread(merge(o.flow for e in expansions for o in e))]
 
 
@@ -774,8 +807,13 @@ def _rename(outputs: list[Output], names: list[str]) -> list[Output]:
     for i, o in enumerate(outputs):
         if isinstance(o, Spread):
             return [*out, Spread(merge(p.flow for p in outputs[i:]))] if i < len(names) else out + outputs[i:]
-        out.append(Col(names[i], o.flow) if i < len(names) else o)
+        out.append(Col(names[i], o.flow, o.type_oid) if i < len(names) else o)
     return out
+
+
+def _same_type(outputs: Iterable[Output]) -> int:
+    types = {o.type_oid if isinstance(o, Col) else 0 for o in outputs}
+    return types.pop() if len(types) == 1 else 0
 
 
 def _name(o: Output) -> str | None:

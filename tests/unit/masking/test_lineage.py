@@ -278,3 +278,11 @@ def test_statements_differing_only_in_literals_share_one_analysis() -> None:
     assert shape(aliases[0]) != shape(aliases[1]), "names are kept: only literal values are replaced"
     assert [decisions(sql) for sql in aliases] == [["rule:redact"], ["clean"]]
     assert decisions("SELECT 'abc' AS card_number, ssn AS y FROM customers") == ["rule:partial", "rule:redact"]
+
+
+def test_a_column_passed_on_unchanged_keeps_its_type() -> None:
+    """COPY has no RowDescription: a relation's column passed through keeps the catalog's type for it."""
+    typed = catalog_of([Relation(1, "public", "t", "r", (Attribute("n", INT8), Attribute("j", JSON)))])
+    a = LineageAnalyzer(typed, rule_for)
+    outputs = a.outputs("SELECT n, x.j, n + 1 AS m FROM (SELECT * FROM t) x UNION ALL SELECT n, j, 1 FROM t")
+    assert outputs is not None and [o.type_oid for o in outputs if isinstance(o, Col)] == [INT8, JSON, 0]
