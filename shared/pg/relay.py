@@ -421,6 +421,8 @@ class Relay:
             return self.masker.mask_copy_data(self._copy, body)
         if mtype == ord("c"):
             self._copy = None
+        if mtype == ord("A") and self.masker is not None:  # NotificationResponse: its payload may quote data
+            return self.masker.mask_notification(body)
         return None
 
     def _current_statement(self) -> _Statement | None:

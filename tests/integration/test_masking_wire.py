@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.integration.stack import AirlockStack, eventually
 
@@ -150,3 +151,19 @@ def test_a_masking_rule_pushed_during_a_session_applies_to_it(stack: AirlockStac
         finally:
             stack.cli("policy", "push", str(original))
         assert eventually(lambda: status() == before)
+
+
+def test_a_notification_does_not_carry_a_card_number(stack: AirlockStack, secrets_in_db: dict[str, list[str]]) -> None:
+    """NOTIFY from elsewhere (a trigger, another application) reaches a listening agent through Airlock."""
+    card = secrets_in_db["card"][0]
+    with psycopg.connect(stack.conninfo(), autocommit=True) as listener:
+        listener.execute("LISTEN payments")
+        with psycopg.connect(stack.target_dsn, autocommit=True) as app:
+            app.execute(sql_notify(f"paid with {card}"))
+        notes = listener.notifies(timeout=5, stop_after=1)
+        payloads = [n.payload for n in notes]
+    assert payloads == [f"paid with {'*' * 12}{card[-4:]}"]
+
+
+def sql_notify(payload: str) -> sql.Composed:
+    return sql.SQL("NOTIFY payments, {}").format(sql.Literal(payload))

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from functools import lru_cache
 
-from shared.masking.actions import Tokenizer
+from shared.masking.actions import REDACTED, Tokenizer
 from shared.masking.detectors import candidates
 from shared.masking.rules import MaskAction, MaskingPolicy
 from shared.pg.masking import memo as row_memo
@@ -47,7 +47,7 @@ from shared.pg.masking.values import ValueMasker
 from shared.pg.sql.classify import classify
 from shared.pg.sql.kinds import StatementKind
 from shared.pg.wire.errors import ProtocolViolation
-from shared.pg.wire.messages import Field
+from shared.pg.wire.messages import Field, frame
 
 __all__ = ["Column", "ColumnPlan", "CopyFormat", "ResultMasker", "StatementRef", "UndecodableCopyData"]
 
@@ -61,6 +61,8 @@ _MAX_ANALYZERS = 64
 # Errors about a value: data exceptions (class 22) and PL/pgSQL's (P0) quote it in the message,
 # integrity violations (23) in the detail, as "(key)=(value)" or "contains (row values)"; messages of
 # class 23 quote only identifiers (a constraint's name).
+# The context field of what user code raised (RAISE in PL/pgSQL, an SQL function's statements).
+_RAISED_IN = ("PL/pgSQL function", "SQL function", "PL/pgSQL inline code block")
 _QUOTED_VALUES = {
     "22": re.compile(r'"(?:[^"]|"")*"'),
     "P0": re.compile(r'"(?:[^"]|"")*"'),
@@ -322,15 +324,31 @@ class ResultMasker:
 
     # ---------------------------------------------------------------- errors and notices
 
+    def mask_notification(self, body: bytes) -> bytes | None:
+        """A NotificationResponse (``pg_notify``, a trigger's NOTIFY) with detectors applied to its payload,
+        or None when nothing changed. Bytes throughout: the payload is in the session's encoding."""
+        # NotificationResponse: int32 pid, cstring channel, cstring payload
+        channel_end = body.find(b"\0", 4)
+        payload_end = body.find(b"\0", channel_end + 1) if channel_end >= 0 else -1
+        if payload_end < 0 or not self.policy.enabled or not self.values.enabled:
+            return None
+        new = self.values.scan_bytes(body[channel_end + 1 : payload_end])
+        self._settle()
+        if new is None:
+            return None
+        return frame(b"A", body[: channel_end + 1] + new.replace(b"\0", b"") + b"\0")
+
     def mask_error_fields(
         self, fields: Mapping[str, str], statement: StatementRef | None = None
     ) -> dict[str, str] | None:
         """ErrorResponse / NoticeResponse fields with values masked, or None when nothing changed.
 
-        Detectors look into every text field (a unique violation's DETAIL quotes the key). An error about a
-        value (SQLSTATE classes 22 data exception, 23 integrity, P0 raised) of a ``statement`` that reads a
-        rule-covered column anywhere quotes a value lineage cannot follow (``translate(card)::int``), so
-        what it quotes is redacted whole (and, failing closed, when the statement is not known)."""
+        Detectors look into every text field (a unique violation's DETAIL quotes the key). When the
+        ``statement`` reads a rule-covered column anywhere, or runs code the proxy cannot see into, or is
+        not known (fail closed), what an error or notice quotes may be a value lineage cannot follow
+        (``translate(card)::int``): an error about a value (SQLSTATE classes 22 data exception, 23
+        integrity, P0 raised) has its quoted values redacted, and what PL/pgSQL or an SQL function raised
+        or noticed (its context says so) has its message, detail and hint redacted whole."""
         if not self.policy.enabled:
             return None
         out = dict(fields)
@@ -344,17 +362,21 @@ class ResultMasker:
                         out[code], changed = new, True
         analyzer = self.lineage()
         quoted = _QUOTED_VALUES.get(fields.get("C", "")[:2])
+        raised = any(marker in fields.get("W", "") for marker in _RAISED_IN)
         if (
             analyzer is not None
-            and quoted is not None
+            and (quoted is not None or raised)
             and (statement is None or analyzer.touches(statement.text, statement.index))
         ):
-            for code in "MD":
+            redacted = False
+            for code in "MDH" if raised else "MD":
                 value = out.get(code, "")
-                new = quoted.sub(_redacted_quote, value)
+                new = REDACTED if raised and value else quoted.sub(_redacted_quote, value) if quoted else value
                 if new != value:
-                    out[code], changed = new, True
-                    self._found.append(LINEAGE_UNKNOWN if statement is None else "error-value")
+                    out[code], redacted = new, True
+            if redacted:
+                changed = True
+                self._found.append(LINEAGE_UNKNOWN if statement is None else "error-value")
         self._settle()
         return out if changed else None
 

@@ -351,3 +351,24 @@ def test_a_value_error_of_a_statement_reading_covered_columns_quotes_nothing() -
     unique = {"S": "ERROR", "C": "23505", "M": 'duplicate key value violates unique constraint "k"',
               "D": "Key (secret_code)=(ebbb) already exists."}
     assert masker.mask_error_fields(unique, reads) == unique | {"D": "Key (secret_code)=(****) already exists."}
+
+
+def test_what_user_code_raises_or_notices_is_redacted_when_the_statement_reads_covered_data() -> None:
+    masker = golden_masker()
+    notice = {"S": "NOTICE", "C": "00000", "M": "value ebbbbbbbbbbbbbbb", "W": "PL/pgSQL function leak(text) line 1"}
+    reads = StatementRef("SELECT leak(translate(customer_ssn, '0123456789', 'abcdefghij')) FROM t")
+    assert masker.mask_error_fields(notice, reads) == notice | {"M": "****"}
+    block = StatementRef("DO $$ BEGIN RAISE NOTICE 'x'; END $$")
+    assert masker.mask_error_fields(notice, block) == notice | {"M": "****"}, "a DO block is code Airlock cannot see"
+    server = {"S": "NOTICE", "C": "00000", "M": 'table "x" does not exist, skipping'}
+    assert masker.mask_error_fields(server, reads) is None
+
+
+def test_a_notification_payload_is_masked() -> None:
+    masker = golden_masker()
+    body = struct.pack("!i", 42) + b"orders\0paid with 4111 1111 1111 1111\0"
+    out = masker.mask_notification(body)
+    assert out is not None and out[:1] == b"A"
+    assert out[5:] == struct.pack("!i", 42) + b"orders\0paid with **** **** **** 1111\0"
+    assert masker.mask_notification(struct.pack("!i", 42) + b"orders\0nothing\0") is None
+    assert masker.take_counts() == {"card": 1}
