@@ -386,6 +386,7 @@ class PgSession:
 
     async def _masker_for(self, grant: Grant) -> ResultMasker | None:
         if grant.masking is None or not grant.masking.enabled or self.settings.disable_masking:
+            self._catalog = None
             return None
         key = None
         if grant.masking.uses_tokens:
