@@ -38,7 +38,6 @@ from shared.pg.wire.errors import ProtocolViolation
 from shared.pg.wire.framing import Frame
 
 DENIED_TOKEN = "AIRLOCK_DENIED_"
-_PLANS_BY_BODY = 128  # RowDescription bodies remembered per session
 _FIRST_STATEMENT_CHARS = 4096
 
 
@@ -158,9 +157,6 @@ class Relay:
         self._prepared: dict[str, _Prepared] = {}
         self._portals: dict[str, _Portal] = {}
         self._plan: ColumnPlan | None = None
-        # Plans by RowDescription body, statement and lineage epoch: the same columns under another lineage
-        # (another statement, a new catalog) get another plan.
-        self._plans_by_body: dict[tuple[bytes, StatementRef | None, object], ColumnPlan | None] = {}
         self._copy: CopyFormat | None = None
         self._next_masker: tuple[ResultMasker | None] | None = None  # set: replaces masker at the next 'Z'
         self.statements = 0
@@ -180,7 +176,6 @@ class Relay:
 
     def _use_masker(self, masker: ResultMasker | None) -> None:
         self.masker = masker
-        self._plans_by_body.clear()
         self._next_masker = None
 
     # ------------------------------------------------------------------ agent -> backend
@@ -519,18 +514,10 @@ class Relay:
         return None if masked is None else m.build_error_fields(bytes([mtype]), masked)
 
     def _result_plan(self, body: bytes) -> ColumnPlan | None:
-        """The plan for a RowDescription body; agents repeat the same queries, so by its bytes first."""
+        """The plan for a simple Query's RowDescription body and the statement that produced it."""
         if self.masker is None or not self.masker.policy.enabled:
             return None
-        statement = self._result_statement()
-        key = (body, statement, self.masker.lineage_epoch)
-        plan = self._plans_by_body.get(key)
-        if plan is None:
-            plan = self._make_plan(m.parse_row_description(body), statement)
-            if len(self._plans_by_body) >= _PLANS_BY_BODY:
-                self._plans_by_body.clear()
-            self._plans_by_body[key] = plan
-        return plan
+        return self.masker.plan_for(body, self._result_statement())
 
     def _make_plan(self, fields: list[m.Field], statement: StatementRef | None) -> ColumnPlan | None:
         if self.masker is None or not self.masker.policy.enabled:

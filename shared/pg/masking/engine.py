@@ -41,13 +41,13 @@ from shared.pg.masking import memo as row_memo
 from shared.pg.masking.catalog import Catalog, CatalogView, Relation
 from shared.pg.masking.copy import CopyFormat, CopyMasker, UndecodableCopyData
 from shared.pg.masking.coverage import LINEAGE_UNKNOWN, ColumnSource, StatementRef
-from shared.pg.masking.lineage import LineageAnalyzer
+from shared.pg.masking.lineage import LineageAnalyzer, shape
 from shared.pg.masking.plan import Column, ColumnPlan, build_plan
 from shared.pg.masking.values import ValueMasker
 from shared.pg.sql.classify import classify
 from shared.pg.sql.kinds import StatementKind
 from shared.pg.wire.errors import ProtocolViolation
-from shared.pg.wire.messages import Field, frame
+from shared.pg.wire.messages import Field, frame, parse_row_description
 
 __all__ = ["Column", "ColumnPlan", "CopyFormat", "ResultMasker", "StatementRef", "UndecodableCopyData"]
 
@@ -108,6 +108,7 @@ class ResultMasker:
         self._counts: Counter[str] = Counter()
         self._tally: dict[tuple[str, ...], int] = {}  # names masked per row -> rows
         self._plans: dict[tuple[tuple[Field, ...], tuple[ColumnSource | None, ...]], ColumnPlan] = {}
+        self._plans_by_body: dict[tuple[bytes, tuple[str, int] | None, object], ColumnPlan] = {}
         self._memo = row_memo.SHARED if memo_bytes is None else row_memo.RowMemo(memo_bytes) if memo_bytes else None
         self._identity = row_memo.identity(policy, token_key) if self._memo is not None else b""
         self._rules = tuple((r.name, r.action) for r in policy.columns) if policy.enabled else ()
@@ -150,6 +151,21 @@ class ResultMasker:
                 self._plans.clear()
             space = self._memo.space(self._identity, key) if self._memo is not None else b""
             plan = self._plans[key] = build_plan(key[0], self.policy, self.values, space, sources)
+        return plan
+
+    def plan_for(self, body: bytes, statement: StatementRef | None) -> ColumnPlan:
+        """``on_row_description`` for a RowDescription body: agents repeat the same queries, so plans are
+        remembered by the body's bytes and the statement's shape (its text with literals replaced)."""
+        shaped = None
+        if self._rules and statement is not None:
+            shaped = (shape(statement.text), statement.index)
+        key = (body, shaped, self.lineage_epoch)
+        plan = self._plans_by_body.get(key)
+        if plan is None:
+            plan = self.on_row_description(parse_row_description(body), statement)
+            if len(self._plans_by_body) >= _MAX_PLANS:
+                self._plans_by_body.clear()
+            self._plans_by_body[key] = plan
         return plan
 
     def sources(self, fields: Sequence[Field], statement: StatementRef | None) -> tuple[ColumnSource | None, ...]:
