@@ -24,6 +24,7 @@ from .approvals import ApprovalsClient
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .pg.cancel import CancelRegistry
+from .pg.catalog import TargetCatalogs
 from .pg.context import GuardrailEngines, PgContext
 from .pg.session import PgSession
 from .pg.tls import PgRecordSSLObject
@@ -88,7 +89,15 @@ class ProxyServer:
             metrics=Metrics(),
             approvals=ApprovalsClient.from_settings(approvals_settings()),
         )
-        self.pg = PgContext(self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails))
+        catalogs = TargetCatalogs(
+            self.services.credentials.get,
+            ttl=settings.catalog_ttl_seconds,
+            timeout=settings.connect_timeout,
+            max_message=settings.max_backend_message,
+        )
+        self.pg = PgContext(
+            self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails), catalogs
+        )
         self.sessions: set[PgSession] = set()
         self._server: asyncio.Server | None = None
         self._health: web.AppRunner | None = None
@@ -171,6 +180,7 @@ class ProxyServer:
         self._flush_refusals()
         # Every live recording is sealed and signed, and the audit trail flushed, before exit.
         await self.services.recording.shutdown()
+        await self.pg.catalogs.close()
         if self._health is not None:
             await self._health.cleanup()
         self.stopped.set()
