@@ -112,6 +112,18 @@ class TargetCatalog:
         """A result came from a relation (by oid) the snapshot lacks: read it again, as ``expect`` does."""
         self._look_for([oid])
 
+    def lacks(self, oids: Iterable[int]) -> bool:
+        """Whether a result's columns come from a relation the snapshot lacks (a table created, or dropped
+        and created again under the same name, since it was read); if so a read is started, and the result
+        should wait for it rather than be masked whole for a relation that merely appeared."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return False
+        missing = [o for o in oids if o and o not in self._missing and snapshot.by_oid(o) is None]
+        if missing:
+            self._look_for(missing)
+        return bool(missing)
+
     def prefetch(self) -> None:
         """Start a read if the snapshot is stale and none is running (does not wait for it)."""
         if self.stale() and (self._reading is None or self._reading.done()):

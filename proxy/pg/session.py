@@ -927,7 +927,9 @@ class PgSession:
             self._backend_backlog.append((chunk, frames))
             return
         catalog = self._catalog
-        if catalog is not None and catalog.stale() and any(t in _PLANNED for t, _, _ in frames):
+        if catalog is not None and any(t in _PLANNED for t, _, _ in frames) and (
+            catalog.stale() or catalog.lacks(_result_oids(chunk, frames))
+        ):
             self._backend_backlog = [(chunk, frames)]
             self.backend_side.hold(_CATALOG)
             self._spawn(self._backend_after_catalog(catalog), "catalog")
@@ -1289,3 +1291,13 @@ def _done_withdrawing(task: asyncio.Task[object]) -> None:
     _background.discard(task)
     if not task.cancelled() and task.exception() is not None:
         log.error("withdrawing an approval failed: %s", task.exception())
+
+
+def _result_oids(chunk: bytes, frames: list[Frame]) -> set[int]:
+    """The relations (by oid) the RowDescriptions of a read take their columns from."""
+    oids: set[int] = set()
+    for mtype, start, end in frames:
+        if mtype == 84:  # 'T' RowDescription
+            oids.update(f.table_oid for f in m.parse_row_description(chunk[start:end]))
+    oids.discard(0)
+    return oids

@@ -101,3 +101,26 @@ def test_a_session_waits_for_a_stale_catalog_rather_than_guess(stack: AirlockSta
         with psycopg.connect(stack.target_dsn, autocommit=True) as admin:
             admin.execute("DROP VIEW late_view")
             admin.execute("DROP TABLE late_table")
+
+
+def test_a_table_dropped_and_created_again_within_the_ttl_is_read_not_masked(stack: AirlockStack) -> None:
+    """A migration that recreates a table gives it a new oid: the next result from it waits for a fresh
+    catalog instead of being masked whole as coming from a relation the proxy does not know."""
+    from airlock.devstack.demo_data import APP_ROLE
+
+    def recreate() -> None:
+        with psycopg.connect(stack.target_dsn, autocommit=True) as admin:
+            admin.execute("DROP TABLE IF EXISTS recreated_probe")
+            admin.execute("CREATE TABLE recreated_probe AS SELECT 42::int AS answer, 'hello'::text AS word")
+            admin.execute(f'ALTER TABLE recreated_probe OWNER TO "{APP_ROLE}"')
+
+    try:
+        for _ in range(3):  # each time a new oid, well within the catalog's time to live
+            recreate()
+            with psycopg.connect(stack.conninfo(), autocommit=True) as conn:
+                assert conn.execute("SELECT answer, word FROM recreated_probe").fetchone() == (42, "hello")
+                assert conn.execute("SELECT answer FROM recreated_probe WHERE answer = %s", (42,),
+                                    prepare=True).fetchone() == (42,)
+    finally:
+        with psycopg.connect(stack.target_dsn, autocommit=True) as admin:
+            admin.execute("DROP TABLE IF EXISTS recreated_probe")
