@@ -46,6 +46,7 @@ from shared.config import ControlPlaneSettings, control_plane_settings
 from shared.recording.audit import STATEMENT_LIMIT, AuditEvent, AuditWriter, StatementLines, s3_put_object
 from shared.recording.format import (
     MANIFEST_NAME,
+    Direction,
     EventKind,
     Manifest,
     SessionMeta,
@@ -366,6 +367,12 @@ class SessionRecording:
         """Agent->proxy bytes of the start-up/auth phase (pass whole messages: secrets are redacted)."""
         if data and self._recording:
             self._ship(self.recorder.record_auth_bytes(data))
+
+    def wire(self, direction: Direction, kind: EventKind, payload: bytes) -> None:
+        """Wire bytes of a protocol whose events carry their own framing (the Kubernetes gateway's HTTP
+        exchanges: ``EventKind.HTTP_HEAD``, ``HTTP_BODY``, ``STREAM``; shared/k8s/recorded.py)."""
+        if payload and self._recording:
+            self._ship(self.recorder.record_bytes(direction, payload, kind=kind))
 
     def _chunk_full(self) -> None:
         """The tape's pending events reached a chunk: cut it and queue it for the store."""

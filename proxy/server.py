@@ -1,4 +1,5 @@
-"""The PostgreSQL listener: accepts agents, runs sessions, drains on SIGTERM, serves health/metrics."""
+"""The proxy process: the PostgreSQL listener and the Kubernetes API gateway (``proxy/k8s``), one drain on
+SIGTERM, one health/metrics endpoint."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from shared.approvals.settings import ApprovalsSettings
 from shared.pg.wire import framing
 from shared.recording import tape
 
+from .approvals import ApprovalsClient
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
+from .k8s.gateway import K8sGateway
 from .pg.cancel import CancelRegistry
 from .pg.context import GuardrailEngines, PgContext
 from .pg.session import PgSession
@@ -57,8 +61,12 @@ class ProxyServer:
             credentials=CredentialCache(settings.credential_cache_seconds),
             recording=RecordingServices.from_env(settings.proxy_id),
             metrics=Metrics(),
+            approvals=ApprovalsClient.from_settings(ApprovalsSettings(), timeout=settings.authorize_timeout),
         )
         self.pg = PgContext(self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails))
+        # The Kubernetes API gateway (its own TLS context: it speaks ALPN http/1.1), when a port is set.
+        self.k8s = K8sGateway(self.services, agent_tls_context(settings), self.services.approvals) \
+            if settings.k8s_port is not None else None  # fmt: skip
         self.sessions: set[PgSession] = set()
         self._server: asyncio.Server | None = None
         self._health: web.AppRunner | None = None
@@ -88,6 +96,8 @@ class ProxyServer:
             self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.read_size
         )
         self.services.recording.start()
+        if self.k8s is not None:
+            await self.k8s.start()
         if self.settings.health_port is not None:
             await self._start_health()
         log.info("airlock proxy listening on %s:%d", self.settings.listen_host, self.port)
@@ -99,6 +109,8 @@ class ProxyServer:
         self.services.control_plane.warm()
         self.services.credentials.warm()
         self.services.recording.warm()
+        if self.services.approvals is not None:
+            self.services.approvals.warm()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = PgSession(self.pg, reader, writer)
@@ -124,7 +136,10 @@ class ProxyServer:
                 "57P01", "Airlock proxy is shutting down; reconnect to continue", reason="proxy shutdown"
             )
 
-        await asyncio.gather(*(finish(s) for s in sessions), return_exceptions=True)
+        k8s = self.k8s.shutdown(drain) if self.k8s is not None else asyncio.sleep(0)
+        await asyncio.gather(k8s, *(finish(s) for s in sessions), return_exceptions=True)
+        if self.services.approvals is not None:
+            await self.services.approvals.close()
         # Every live recording is sealed and signed, and the audit trail flushed, before exit.
         await self.services.recording.shutdown()
         if self._health is not None:
@@ -149,7 +164,8 @@ class ProxyServer:
             return web.Response(status=200 if serving else 503, text="ok\n" if serving else "draining\n")
 
         async def metrics(_: web.Request) -> web.Response:
-            return web.Response(text=self.services.metrics.render(len(self.sessions)))
+            k8s = self.k8s.sessions if self.k8s is not None else 0
+            return web.Response(text=self.services.metrics.render(len(self.sessions) + k8s))
 
         app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics)])
         self._health = web.AppRunner(app, access_log=None)

@@ -1,12 +1,14 @@
 """What a gateway session may use of its proxy process: settings, the agent-side TLS context, the control
-plane, the credential cache, the recording services and the metrics. Sessions depend on this narrow set,
-never on the server that owns it, so the server can run sessions of any protocol."""
+plane, the credential cache, the recording services, the metrics and the approvals client. Sessions
+depend on this narrow set, never on the server that owns it, so the server can run sessions of any
+protocol."""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
 
+from .approvals import ApprovalsClient
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .recording import RecordingServices
@@ -38,3 +40,5 @@ class Services:
     credentials: CredentialCache
     recording: RecordingServices
     metrics: Metrics
+    # Held statements and requests (one watcher per process); None where no approvals are configured.
+    approvals: ApprovalsClient | None = None

@@ -138,7 +138,7 @@ def decode_message(data: bytes, message: str) -> Obj:
     for number, wire, value in fields(data):
         spec = table.get(number)
         if spec is None:
-            raise ProtobufError(f"field {number} of {message} is unknown to Airlock's protobuf decoder; send JSON instead")
+            raise ProtobufError(f"field {number} of {message} is unknown to Airlock's decoder; send JSON instead")
         name, kind = spec[0], spec[1]
         where = f"{message}.{name}"
         if kind == MAP:
