@@ -203,6 +203,8 @@ class Exchange:
             "action": verdict.action.value, "rule": verdict.rule, "enforced": verdict.enforced, "detail": self.detail,
             "features": [e.feature.value for e in verdict.effects if e.feature is not None],
         }  # fmt: skip
+        if effect.verb != info.verb:
+            decision["judged_as"] = effect.verb  # exec, attach, port-forward: create, whatever the method
         command = request.headers.get("Kubectl-Command")
         if command:
             decision["kubectl_command"] = command
@@ -252,6 +254,9 @@ class Exchange:
             decision = verdict.action.value if verdict is not None else "deny"
             recording.statement(f"{self.request.method} {self.target}", kind, decision, self.items,
                                 int(duration * 1e9), str(self.status) if self.status >= 400 else None)  # fmt: skip
+
+    def _watching(self) -> bool:
+        return self.verdict is not None and self.verdict.effect.verb == "watch"
 
     # ------------------------------------------------------------------ live streams
 
@@ -352,7 +357,7 @@ class Exchange:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         await response.prepare(self.request)
         self.session.live.add(self)
-        watch = is_watch(upstream.headers.get("Content-Type"))
+        watch = is_watch(upstream.headers.get("Content-Type")) or self._watching()
         try:
             async for chunk in _chunks(upstream, flush=for_agent is not None):
                 if chunk is None:  # quiet for a moment: release what the masker holds back
@@ -391,7 +396,7 @@ class Exchange:
                 return await self._stream(upstream, headers, mask_agent=False)
             raise GatewayRefusal(502, f"the cluster answered {content_type or 'without a Content-Type'}, which "
                                       "Airlock cannot mask, so the answer is withheld")  # fmt: skip
-        if is_watch(content_type) or (self.verdict is not None and self.verdict.effect.verb == "watch"):
+        if is_watch(content_type) or self._watching():
             return await self._watch(upstream, headers, hint, agent_masked=agent_masked)
         limit = self.session.settings.k8s_max_masked_response
         data = await upstream.content.read(limit + 1)

@@ -49,6 +49,7 @@ class ObjectMasker:
         self.text = text  # None: masking is off for this session (Secrets are still redacted)
         self.secrets = secrets
         self.counts: Counter[str] = Counter()
+        self._columns: list[str] = []  # the last Table's column names (one exchange: one resource)
 
     def take_counts(self) -> dict[str, int]:
         counts = dict(self.counts)
@@ -92,8 +93,10 @@ class ObjectMasker:
 
     def _table(self, table: dict[str, Any], hint: str) -> None:
         columns = table.get("columnDefinitions")
-        names = [str(c.get("name", "")).lower() for c in columns if isinstance(c, dict)] \
-            if isinstance(columns, list) else []  # fmt: skip
+        if isinstance(columns, list) and columns:
+            # A watch of Tables sends the columns with its first event only: later rows use those.
+            self._columns = [str(c.get("name", "")).lower() if isinstance(c, dict) else "" for c in columns]
+        names = self._columns
         for row in table.get("rows") or []:
             if not isinstance(row, dict):
                 continue
@@ -173,16 +176,24 @@ class ObjectMasker:
     def redact_for_recording(self, obj: Any, hint: str = "") -> Any:
         """``obj`` as it may be stored: masked as for the agent (Secrets always redacted), a TokenRequest's
         token removed, and every string through the detectors. Changes ``obj`` in place."""
+        # What is stored is not what the agent was shown: counts stay those of the agent's view.
         secrets, self.secrets = self.secrets, True
+        counts = self.counts.copy()
+        found = self.text.found.copy() if self.text is not None else None
         try:
             self.mask(obj, hint)
+            if self.text is not None:
+                self._strings(obj)
         finally:
             self.secrets = secrets
+            self.counts = counts
+            if self.text is not None and found is not None:
+                self.text.found = found
         if isinstance(obj, dict) and obj.get("kind") == "TokenRequest":
             status = obj.get("status")
             if isinstance(status, dict) and "token" in status:
                 status["token"] = "[redacted]"
-        return self._strings(obj) if self.text is not None else obj
+        return obj
 
     def _strings(self, value: Any) -> Any:
         assert self.text is not None
