@@ -85,7 +85,7 @@ def is_node_socket(path: Any, kind: Any = None) -> bool:
         return True
     if not isinstance(path, str) or not path:
         return False
-    normal = posixpath.normpath("/" + path.strip())
+    normal = posixpath.normpath("/" + path.strip().lstrip("/"))
     if normal == "/":
         return True
     return any(socket == normal or socket.startswith(normal + "/") for socket in RUNTIME_SOCKETS)
