@@ -81,6 +81,9 @@ class Exchange:
         self.session = session
         self.request = request
         self.target = target  # origin-form path and query, as the cluster will get it
+        text = session.text_masker
+        # As recorded, audited and shown to approvers: query values (an exec command line) masked.
+        self.shown_target = recorded.masked_target(target, text.mask) if text is not None else target
         self.number = session.begin()
         self.started = time.monotonic()
         self.masker = session.object_masker()
@@ -169,6 +172,8 @@ class Exchange:
 
     def _answer_status(self, status: Obj) -> web.Response:
         response = status_response(status)
+        if _upgrade(self.request) is not None:
+            response.force_close()  # the agent asked to upgrade: the connection is no HTTP connection any more
         self.status = response.status
         self.record_response_head(response.status, response.reason, response.headers.items())
         assert isinstance(response.body, bytes)
@@ -181,9 +186,9 @@ class Exchange:
     def _record_request(self, info: RequestInfo, body: DecodedBody | None, raw: bytes, verdict: Verdict) -> str:
         """Record the request; returns its text for an approval (request line and masked body)."""
         request = self.request
-        head = recorded.request_head(request.method, self.target, request.headers.items())
+        head = recorded.request_head(request.method, self.shown_target, request.headers.items())
         self.session.record(Direction.AGENT_TO_PROXY, EventKind.HTTP_HEAD, recorded.head_payload(self.number, head))
-        text = f"{request.method} {self.target}"
+        text = f"{request.method} {self.shown_target}"
         body_note: Obj | None = None
         if body is not None and body.error is None:
             stored = self.masker.redact_for_recording(body.value, hint_kind(info.group, info.resource))
@@ -197,7 +202,7 @@ class Exchange:
                          "sha256": hashlib.sha256(raw).hexdigest()}  # fmt: skip
         effect = verdict.effect
         decision: Obj = {
-            "exchange": self.number, "method": request.method, "target": self.target, "verb": info.verb,
+            "exchange": self.number, "method": request.method, "target": self.shown_target, "verb": info.verb,
             "group": info.group, "version": info.version, "resource": info.resource, "subresource": info.subresource,
             "namespace": info.namespace, "name": effect.name or info.name, "resource_request": info.is_resource,
             "action": verdict.action.value, "rule": verdict.rule, "enforced": verdict.enforced, "detail": self.detail,
@@ -252,7 +257,7 @@ class Exchange:
             kind = (f"{effect.verb} {effect.resource_path}" if effect.resource_request else effect.verb) \
                 if effect is not None else None  # fmt: skip
             decision = verdict.action.value if verdict is not None else "deny"
-            recording.statement(f"{self.request.method} {self.target}", kind, decision, self.items,
+            recording.statement(f"{self.request.method} {self.shown_target}", kind, decision, self.items,
                                 int(duration * 1e9), str(self.status) if self.status >= 400 else None)  # fmt: skip
 
     def _watching(self) -> bool:

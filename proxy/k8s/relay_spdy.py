@@ -83,7 +83,9 @@ async def relay_spdy(exchange: Exchange, info: RequestInfo) -> web.StreamRespons
         exchange.status = cluster.status
         exchange.record_response_head(cluster.status, cluster.reason or "", headers.items())
         exchange.record_body(Direction.PROXY_TO_AGENT, body)
-        return web.Response(status=cluster.status, headers=headers, body=body)
+        refused = web.Response(status=cluster.status, headers=headers, body=body)
+        refused.force_close()
+        return refused
     connection = cluster.connection
     if connection is None or connection.transport is None or request.transport is None:
         cluster.close()

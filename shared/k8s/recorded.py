@@ -21,8 +21,9 @@ stream ended).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import quote_plus, unquote_plus
 
 from shared.recording.format import EventKind
 
@@ -90,6 +91,25 @@ def _value(name: str, value: str) -> str:
         return value
     scheme, _, rest = value.partition(" ")
     return f"{scheme} {REDACTED}" if rest else REDACTED
+
+
+def masked_target(target: str, mask: Callable[[str], str]) -> str:
+    """A request target as it may be recorded: query values (an exec command line, a label selector) with
+    what the detectors find masked. Unchanged, byte for byte, when they find nothing."""
+    path, question, query = target.partition("?")
+    if not query:
+        return target
+    pairs = []
+    changed = False
+    for pair in query.split("&"):
+        key, equals, value = pair.partition("=")
+        plain = unquote_plus(value)
+        masked = mask(plain)
+        if masked != plain:
+            changed = True
+            value = quote_plus(masked, safe="*")
+        pairs.append(key + equals + value)
+    return path + question + "&".join(pairs) if changed else target
 
 
 def parse_head(data: bytes) -> tuple[str, list[tuple[str, str]]]:
