@@ -378,11 +378,15 @@ class SessionRecording:
         """The tape's pending events reached a chunk: cut it and queue it for the store."""
         self._ship(self.recorder.take_chunk_now())
 
-    def decision(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
-        """Record a decision (BLOCK, HOLD, APPROVAL, MASK_COUNTS, ...) and write its audit line."""
+    def decision(self, kind: EventKind, payload: Mapping[str, Any], *, audit: bool = True) -> None:
+        """Record a decision (BLOCK, HOLD, APPROVAL, MASK_COUNTS, ...) and write its audit line (``audit``:
+        False for a decision that only structures the recording, such as an HTTP exchange's REQUEST,
+        whose audit line is the exchange's statement line)."""
         if not self._recording:
             return
         self._ship(self.recorder.record_decision(kind, payload))
+        if not audit:
+            return
         self.services.audit.add(
             _audit(
                 self.start,

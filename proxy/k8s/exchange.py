@@ -13,11 +13,14 @@ Theory of operation, per request (an *exchange* of its session, numbered from 1)
            Strict recording: the request's events are durable before it is forwarded.
   forward  with the gateway's credential and the agent's impersonation (``upstream``); exec, attach and
            port-forward upgrades go to the stream relays (``relay_ws``, ``relay_spdy``).
-  answer   by what the answer may hold (``_plan``): Secrets and ConfigMaps are read as JSON (Accept was
-           rewritten so the cluster answers JSON; anything else is refused, never passed on) and masked,
-           watch streams event by event; pod logs through the stream masker; a TokenRequest passes to the
-           agent but is redacted in the recording; everything else streams through as it comes, recorded
-           with the detectors applied. Streams (watches, followed logs) are *live*: the session can end them
+  answer   by what the answer may hold (``_plan``): API objects are read as JSON (Accept was rewritten
+           so the cluster answers JSON; for Secrets and ConfigMaps anything else is refused, never passed
+           on) and masked (``shared.k8s.objects``: Secret values redacted, every string through the
+           detectors), watch streams event by event; pod logs through the stream masker; a TokenRequest
+           passes to the agent but is redacted in the recording; what is no API object (a pod's proxy
+           answer) and everything when the session's masking is off streams through as it comes. What
+           is recorded is what was sent (as PostgreSQL results are: what crossed the agent-side wire).
+           Streams (watches, followed logs) are *live*: the session can end them
            (revocation: a watch gets an ERROR event with the reason).
 Every exchange ends with an EXCHANGE_END decision and one audit line.
 """
@@ -42,7 +45,7 @@ from shared.k8s import status as k8s_status
 from shared.k8s.body import DecodedBody, decode_body, loads_json
 from shared.k8s.judge import KubeRequest, Verdict
 from shared.k8s.negotiation import is_json, is_watch, maskable_accept
-from shared.k8s.objects import hint_kind
+from shared.k8s.objects import MASKED_KINDS, hint_kind
 from shared.k8s.requestinfo import RequestInfo, TargetError, decode_target, request_info
 from shared.k8s.watch import WatchFramer, WatchStreamError
 from shared.masking.stream import StreamMasker
@@ -59,6 +62,9 @@ Obj = dict[str, Any]
 MAX_APPROVAL_BODY = 4000
 SMALL_RESPONSE = 1 << 20  # read whole and answered with a Content-Length below this
 CONNECT_UPGRADES = frozenset({"exec", "attach", "portforward"})
+# Subresources that answer with API objects (the rest proxy what a pod or node says).
+OBJECT_SUBRESOURCES = frozenset({"", "status", "scale", "ephemeralcontainers", "resize", "approval", "binding",
+                                 "eviction"})  # fmt: skip
 _JSON_SEPARATORS = (",", ":")
 
 
@@ -314,10 +320,19 @@ class Exchange:
                                extra: tuple[tuple[str, str], ...] = ()) -> aiohttp.ClientResponse:  # fmt: skip
         """Send the request on to the cluster (GatewayRefusal when it cannot be reached)."""
         client, url, headers = await self.prepare_upstream(accept=accept, extra=extra)
-        try:
-            response = await client.request(method, url, headers=headers, data=data, allow_redirects=False)
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            raise GatewayRefusal(503, f"Airlock could not reach the cluster ({type(e).__name__}: {e})") from e
+        # A pooled connection the cluster closed as it was reused: a read may be sent again (as Go's client
+        # does); a write may have reached the cluster, so its failure is the agent's to see.
+        attempts = 2 if method in ("GET", "HEAD", "OPTIONS") and not extra else 1
+        for attempt in range(attempts):
+            try:
+                response = await client.request(method, url, headers=headers, data=data, allow_redirects=False)
+                break
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                if attempt + 1 < attempts:
+                    continue
+                raise GatewayRefusal(503, f"Airlock could not reach the cluster ({type(e).__name__}: {e})") from e
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                raise GatewayRefusal(503, f"Airlock could not reach the cluster ({type(e).__name__}: {e})") from e
         if response.status == 401:
             self.session.ctx.upstreams.rejected(self.session.backend)
             response.release()
@@ -327,7 +342,7 @@ class Exchange:
 
     async def _forward(self, info: RequestInfo, verdict: Verdict, raw: bytes,
                        warning: str | None) -> web.StreamResponse:  # fmt: skip
-        plan = _plan(info, verdict, self.session.access.secrets)
+        plan = _plan(info, verdict, self.session.access.secrets, self.session.text_masker is not None)
         keep_accept = plan in ("discovery", "log") or not info.is_resource
         accept = None if keep_accept else maskable_accept(self.request.headers.get("Accept"))
         upstream = self._upstream = await self.upstream_request(self.request.method, accept=accept, data=raw or None)
@@ -346,17 +361,16 @@ class Exchange:
 
     async def _stream(self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], *,
                       mask_agent: bool) -> web.StreamResponse:  # fmt: skip
-        """Pass the answer on as it comes; ``mask_agent``: through the stream masker (pod logs)."""
+        """Pass the answer on as it comes (recorded as sent); ``mask_agent``: through the stream masker
+        (pod logs)."""
         self.status = upstream.status
         self.record_response_head(upstream.status, upstream.reason or "", headers.items())
         text = self.session.text_masker
-        for_agent = StreamMasker(text) if mask_agent and text is not None else None
-        for_record = StreamMasker(text) if text is not None and for_agent is None else None
+        masker = StreamMasker(text) if mask_agent and text is not None else None
         length = upstream.content_length
-        if length is not None and length <= SMALL_RESPONSE and for_agent is None:
+        if length is not None and length <= SMALL_RESPONSE and masker is None:
             data = await upstream.read()
-            recorded_data = for_record.feed(data) + for_record.flush() if for_record else data
-            self.record_body(Direction.PROXY_TO_AGENT, recorded_data)
+            self.record_body(Direction.PROXY_TO_AGENT, data)
             self.bytes_out += len(data)
             return web.Response(status=upstream.status, headers=headers, body=data)
         response = web.StreamResponse(status=upstream.status, headers=headers)
@@ -364,28 +378,29 @@ class Exchange:
         self.session.live.add(self)
         watch = is_watch(upstream.headers.get("Content-Type")) or self._watching()
         try:
-            async for chunk in _chunks(upstream, flush=for_agent is not None):
-                if chunk is None:  # quiet for a moment: release what the masker holds back
-                    chunk = b""
-                    out = for_agent.flush() if for_agent is not None else b""
+            async for chunk in _chunks(upstream, flush=masker is not None):
+                if masker is None:
+                    out = chunk or b""
+                elif chunk is None:  # quiet for a moment: release what the masker holds back
+                    out = masker.flush()
                 else:
-                    out = for_agent.feed(chunk) if for_agent is not None else chunk
+                    out = masker.feed(chunk)
                 if out:
                     await response.write(out)
                     self.bytes_out += len(out)
-                    self.record_body(Direction.PROXY_TO_AGENT, for_record.feed(out) if for_record else out)
+                    self.record_body(Direction.PROXY_TO_AGENT, out)
                     await self.session.caught_up()
         except (aiohttp.ClientError, ConnectionError) as e:
             if self.ending is None:
                 self.end_reason = f"stream broken: {type(e).__name__}"
-        tail = for_agent.flush() if for_agent is not None else b""
+        tail = masker.flush() if masker is not None else b""
         if self.ending is not None and watch:
             tail += dumps(k8s_status.watch_error(self.ending))
         if tail:
             with contextlib.suppress(ConnectionError):
                 await response.write(tail)
             self.bytes_out += len(tail)
-        self.record_body(Direction.PROXY_TO_AGENT, for_record.feed(tail) + for_record.flush() if for_record else tail)
+            self.record_body(Direction.PROXY_TO_AGENT, tail)
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
@@ -396,8 +411,7 @@ class Exchange:
         content_type = upstream.headers.get("Content-Type")
         hint = hint_kind(info.group, info.resource)
         if not is_json(content_type):
-            data = await upstream.content.read(64)
-            if not data and (upstream.status in (204, 304) or upstream.content_length == 0):
+            if hint not in MASKED_KINDS or upstream.status in (204, 304) or upstream.content_length == 0:
                 return await self._stream(upstream, headers, mask_agent=False)
             raise GatewayRefusal(502, f"the cluster answered {content_type or 'without a Content-Type'}, which "
                                       "Airlock cannot mask, so the answer is withheld")  # fmt: skip
@@ -419,7 +433,7 @@ class Exchange:
             data = dumps(value)
         self.status = upstream.status
         self.record_response_head(upstream.status, upstream.reason or "", headers.items())
-        self.record_body(Direction.PROXY_TO_AGENT, dumps(self.masker.redact_for_recording(value, hint)))
+        self.record_body(Direction.PROXY_TO_AGENT, self._stored(value, data, hint, agent_masked))
         self.bytes_out += len(data)
         return web.Response(status=upstream.status, headers=headers, body=data)
 
@@ -459,16 +473,22 @@ class Exchange:
         return response
 
     async def _send_event(self, response: web.StreamResponse, event: Any, hint: str, agent_masked: bool) -> None:
-        raw = dumps(event)
         if agent_masked:
             self.masker.mask(event, hint)
-            raw = dumps(event)
+        raw = dumps(event)
         await response.write(raw)
         self.bytes_out += len(raw)
         assert self.items is not None
         self.items += 1
-        self.record_body(Direction.PROXY_TO_AGENT, dumps(self.masker.redact_for_recording(event, hint)))
+        self.record_body(Direction.PROXY_TO_AGENT, self._stored(event, raw, hint, agent_masked))
         await self.session.caught_up()
+
+    def _stored(self, value: Any, sent: bytes, hint: str, agent_masked: bool) -> bytes:
+        """What is recorded of an answer: what was sent, when the agent got it masked as storage needs;
+        else (a revealed Secret, a TokenRequest) a redacted copy."""
+        if agent_masked and self.masker.secrets:
+            return sent
+        return dumps(self.masker.redact_for_recording(value, hint))
 
 
 async def _chunks(upstream: aiohttp.ClientResponse, *, flush: bool, quiet: float = 0.05) -> Any:
@@ -498,8 +518,9 @@ async def _chunks(upstream: aiohttp.ClientResponse, *, flush: bool, quiet: float
             pending.cancel()
 
 
-def _plan(info: RequestInfo, verdict: Verdict, secrets: str) -> str:
-    """How the answer is handled: discovery, objects (masked JSON), token, log, or plain."""
+def _plan(info: RequestInfo, verdict: Verdict, secrets: str, masking: bool) -> str:
+    """How the answer is handled: discovery, objects (masked JSON), token (the agent gets it as it is,
+    the recording redacted), log (stream-masked), or plain (passed through)."""
     if verdict.effect.discovery:
         return "discovery"
     if not info.is_resource:
@@ -508,10 +529,12 @@ def _plan(info: RequestInfo, verdict: Verdict, secrets: str) -> str:
         return "log"
     if info.resource == "serviceaccounts" and info.subresource == "token" and not info.group:
         return "token"
+    if info.subresource not in OBJECT_SUBRESOURCES:
+        return "plain"  # proxy and other connect-style subresources answer what the pod or node does
     kind = hint_kind(info.group, info.resource)
-    if kind and not info.subresource:
-        return "token" if kind == "Secret" and secrets == "reveal" else "objects"
-    return "plain"
+    if kind == "Secret":
+        return "token" if secrets == "reveal" else "objects"
+    return "objects" if kind or masking else "plain"
 
 
 def _segment_error(path: str) -> str | None:

@@ -236,7 +236,9 @@ class K8sSession:
 
     def decision(self, kind: EventKind, payload: Obj) -> None:
         if self.recording is not None:
-            self.recording.decision(kind, payload)
+            # An exchange's REQUEST and EXCHANGE_END structure the recording; its audit line is the statement's.
+            audit = kind not in (EventKind.REQUEST, EventKind.EXCHANGE_END, EventKind.MASK_COUNTS)
+            self.recording.decision(kind, payload, audit=audit)
 
     async def caught_up(self) -> None:
         """Wait while this session's recording runs ahead of the store (a slow store slows the session)."""

@@ -47,6 +47,7 @@ class Upstreams:
         self.connect_timeout = connect_timeout
         self.limit = limit
         self._clients: dict[tuple[str, str | None], aiohttp.ClientSession] = {}
+        self._parsed: dict[str, tuple[str, str]] = {}  # secret id -> (its text, the token in it)
 
     def client(self, backend: KubernetesBackendRef) -> aiohttp.ClientSession:
         key = (backend.server, backend.ca_pem)
@@ -71,14 +72,19 @@ class Upstreams:
     async def token(self, backend: KubernetesBackendRef) -> str:
         """The gateway's bearer token for this cluster (Secrets Manager, cached briefly)."""
         try:
-            data = json.loads(await self.credentials.get_text(backend.credential_secret))
-            token = data["token"]
+            text = await self.credentials.get_text(backend.credential_secret)
         except CredentialError as e:
             raise UpstreamError(str(e)) from e
+        parsed = self._parsed.get(backend.credential_secret)
+        if parsed is not None and parsed[0] == text:
+            return parsed[1]
+        try:
+            token = json.loads(text)["token"]
         except (ValueError, KeyError, TypeError) as e:
             raise UpstreamError(f"the cluster credential {backend.credential_secret!r} is not JSON with a token") from e
         if not isinstance(token, str) or not token:
             raise UpstreamError(f"the cluster credential {backend.credential_secret!r} has an empty token")
+        self._parsed[backend.credential_secret] = (text, token)
         return token
 
     def rejected(self, backend: KubernetesBackendRef) -> None:

@@ -13,6 +13,8 @@ resource the request asked for says what they are (``hint``).
   are redacted: a column Airlock does not know may show a value.
 - ConfigMap: ``data`` values, ``binaryData`` values that are text, Table cells and the last-applied
   annotation go through the detectors (``shared.masking.text``), as SQL results do.
+- Then every string of any object goes through the detectors (a key in a container's env, a card number
+  in an annotation), unless the session's masking is off.
 
 ``mask`` changes the object in place and counts what it masked (``counts``: ``secret`` per Secret value,
 detector names per detector match). ``redact_for_recording`` is stricter, for what is stored rather than
@@ -62,7 +64,14 @@ class ObjectMasker:
     # ------------------------------------------------------------------ shapes
 
     def mask(self, obj: Any, hint: str = "") -> None:
-        """Mask ``obj`` (any shape above) in place; ``hint`` is the kind of kind-less items."""
+        """Mask ``obj`` (any shape above) in place; ``hint`` is the kind of kind-less items. Then, as SQL
+        results are, every string of it goes through the detectors (a key in a container's env, an e-mail
+        in an annotation)."""
+        self._shape(obj, hint)
+        if self.text is not None:
+            self._strings(obj)
+
+    def _shape(self, obj: Any, hint: str) -> None:
         if not isinstance(obj, dict):
             return
         kind = obj.get("kind")
@@ -77,9 +86,9 @@ class ObjectMasker:
             else:
                 item_kind = hint
             for item in obj["items"]:
-                self.mask(item, item_kind)
+                self._shape(item, item_kind)
         elif "object" in obj and isinstance(obj.get("type"), str) and kind in ("", "WatchEvent"):
-            self.mask(obj["object"], hint)
+            self._shape(obj["object"], hint)
         else:
             self._object(obj, kind or hint, hint)
 
@@ -101,7 +110,7 @@ class ObjectMasker:
             if not isinstance(row, dict):
                 continue
             if isinstance(row.get("object"), dict):
-                self.mask(row["object"], hint)
+                self._shape(row["object"], hint)
             cells = row.get("cells")
             if isinstance(cells, list):
                 row["cells"] = [self._cell(cell, names[i] if i < len(names) else "", hint)
@@ -182,8 +191,6 @@ class ObjectMasker:
         found = self.text.found.copy() if self.text is not None else None
         try:
             self.mask(obj, hint)
-            if self.text is not None:
-                self._strings(obj)
         finally:
             self.secrets = secrets
             self.counts = counts
@@ -196,14 +203,19 @@ class ObjectMasker:
         return obj
 
     def _strings(self, value: Any) -> Any:
-        assert self.text is not None
+        """Every string through the detectors, but for ``managedFields`` (field paths and timestamps: the
+        fields' names, never their values)."""
+        mask = self.text.mask if self.text is not None else None
+        assert mask is not None
         stack = [value]
         while stack:
             node = stack.pop()
             items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
             for key, child in list(items):
                 if isinstance(child, str):
-                    node[key] = self.text.mask(child)
-                elif isinstance(child, dict | list):
+                    masked = mask(child)
+                    if masked is not child:
+                        node[key] = masked
+                elif isinstance(child, dict | list) and key != "managedFields":
                     stack.append(child)
         return value

@@ -14,6 +14,8 @@ from shared.masking.detectors import Detector, Match, candidates, find, normaliz
 from shared.masking.rules import MaskAction, MaskingPolicy
 
 _SURROGATE = "surrogateescape"
+# No detector confirms a value shorter than this ("a@b.io"; cards, SSNs, keys and tokens are longer).
+SHORTEST_VALUE = 6
 
 
 class TextMasker:
@@ -31,7 +33,7 @@ class TextMasker:
 
     def mask(self, text: str) -> str:
         """``text`` with every match replaced (the same object when nothing matched)."""
-        if not self.enabled or not candidates(text.encode("utf-8", _SURROGATE)):
+        if not self.enabled or len(text) < SHORTEST_VALUE or not candidates(text.encode("utf-8", _SURROGATE)):
             return text
         return self.replace(text, self.matches(text))
 
