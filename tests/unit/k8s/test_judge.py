@@ -253,3 +253,20 @@ def test_rules_that_cannot_mean_anything_are_refused() -> None:
             {"rules": [{"name": "x", "match": {"paths": ["/x"], "resources": ["pods"]}, "action": "deny"}]})
     everything = KubernetesGuardrails.model_validate({"rules": [{"name": "x", "action": "deny"}]})
     assert everything.warnings() == ["kubernetes.rules[0] (x): matches every request"]
+
+
+def test_the_documented_policy_reads_and_judges_as_documented() -> None:
+    from pathlib import Path
+
+    from shared.k8s.policy import KubernetesTargetSpec
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "policy.md").read_text()
+    section = page[page.index("## Kubernetes") :]
+    document = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    KubernetesTargetSpec.model_validate(document["targets"]["prod-cluster"])
+    access = KubernetesAccess.model_validate(document["bindings"][0]["kubernetes"])
+    policy = KubernetesGuardrails.model_validate(document["kubernetes"])
+    assert judge("DELETE", "/apis/apps/v1/namespaces/prod/deployments/web", policy=policy, access=access).rule == \
+        "namespaces"  # prod is not among the binding's namespaces
+    assert judge("DELETE", "/apis/apps/v1/namespaces/prod/deployments/web", policy=policy).action is Action.HOLD
+    assert judge("GET", "/api/v1/namespaces/team-a/pods", policy=policy, access=access).action is Action.ALLOW
