@@ -7,7 +7,7 @@ import gc
 import logging
 import sys
 
-from .server import ProxyServer
+from .server import ProxyServer, StartupError
 from .settings import ProxySettings
 
 
@@ -28,9 +28,14 @@ def main() -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(ProxySettings()))
+        run = asyncio.run
     else:
-        uvloop.run(serve(ProxySettings()))
+        run = uvloop.run
+    try:
+        run(serve(ProxySettings()))
+    except StartupError as e:
+        logging.getLogger("proxy").critical("%s", e)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

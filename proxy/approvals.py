@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
-from shared.approvals.dynamo import MAX_BATCH, DynamoAllowanceStore, DynamoApprovalStore
+from shared.approvals.dynamo import MAX_BATCH, DynamoAllowanceUses, DynamoApprovalStates
 from shared.approvals.model import (
     Allowance,
     Approval,
@@ -56,7 +56,7 @@ from shared.approvals.model import (
     allowance_scope,
 )
 from shared.approvals.settings import ApprovalsSettings
-from shared.approvals.store import AllowanceStore, ApprovalStore
+from shared.approvals.store import AllowanceUses, ApprovalStates
 from shared.store.base import StoreError
 
 from .invoke import InvokeError, LambdaInvoker
@@ -109,8 +109,8 @@ class ApprovalsClient:
     def __init__(
         self,
         invoker: LambdaInvoker,
-        approvals: ApprovalStore,
-        allowances: AllowanceStore,
+        approvals: ApprovalStates,
+        allowances: AllowanceUses,
         *,
         interval: float = 0.25,
         allowance_cache_seconds: float = 2.0,
@@ -134,8 +134,8 @@ class ApprovalsClient:
         """Configured from ``AIRLOCK_*`` (function and table names, watch interval, allowance cache)."""
         return cls(
             LambdaInvoker(settings.approvals_function, timeout, "approvals"),
-            DynamoApprovalStore(settings),
-            DynamoAllowanceStore(settings),
+            DynamoApprovalStates(settings),
+            DynamoAllowanceUses(settings),
             interval=settings.approvals_watch_interval,
             allowance_cache_seconds=settings.allowance_cache_seconds,
         )
@@ -297,6 +297,10 @@ class ApprovalsClient:
             self._allowance_cache[scope] = hit
         wanted_kinds, wanted_tables, now = set(kinds), set(tables), self.clock()
         return next((a for a in hit[1] if a.covers(wanted_kinds, wanted_tables, now)), None)
+
+    def forget_allowances(self, *, protocol: str, identity: str, target: str, database: str) -> None:
+        """Drop the cached allowances of a scope (an approval just created one: use it at once)."""
+        self._allowance_cache.pop(allowance_scope(protocol, identity, target, database), None)
 
     async def record_use(self, allowance: Allowance, session_id: str) -> None:
         """Count one use on the allowance item; ``ApprovalsUnavailable`` if that write failed."""

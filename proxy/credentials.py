@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 
 class CredentialError(Exception):
@@ -42,8 +43,12 @@ class CredentialCache:
             if self._client is None:
                 self.warm()
             return str(self._client.get_secret_value(SecretId=secret_id)["SecretString"])
+        except ClientError as e:  # AWS's own words (the code and message never hold the secret)
+            error = e.response.get("Error", {})
+            reason = f"{error.get('Code', 'ClientError')}: {error.get('Message', '')}".rstrip(": ")
+            raise CredentialError(f"cannot read secret {secret_id!r}: {reason}") from e
         except Exception as e:  # any failure means no secret: fail closed
-            raise CredentialError(f"cannot read secret {secret_id!r}: {type(e).__name__}") from e
+            raise CredentialError(f"cannot read secret {secret_id!r}: {type(e).__name__}: {e}") from e
 
     async def get_text(self, secret_id: str) -> str:
         """A secret's string (e.g. the masking tokenization key)."""
@@ -61,7 +66,9 @@ class CredentialCache:
             data = json.loads(await self.get_text(secret_id))
             return BackendCredential(str(data["username"]), str(data["password"]))
         except (ValueError, KeyError, TypeError) as e:
-            raise CredentialError(f"backend credential {secret_id!r} is not a JSON username/password") from e
+            raise CredentialError(
+                f"backend credential {secret_id!r} is not the documented JSON {{\"username\", \"password\"}}"
+            ) from e
 
     def invalidate(self, secret_id: str) -> None:
         """Drop a cached secret (after the backend rejected it, e.g. following rotation)."""

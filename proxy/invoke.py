@@ -30,9 +30,9 @@ class LambdaInvoker:
 
     def warm(self) -> None:
         """Create the Lambda client now (start-up, before ``gc.freeze``), not on the first call."""
-        self._lambda()
+        self._lambda_client()
 
-    def _lambda(self) -> Any:
+    def _lambda_client(self) -> Any:
         # boto3 clients are thread-safe once made, but making one is not, hence the lock (held once).
         client = self._client
         if client is None:
@@ -47,7 +47,7 @@ class LambdaInvoker:
 
     def invoke_sync(self, payload: bytes) -> bytes:
         try:
-            response = self._lambda().invoke(FunctionName=self.function, InvocationType="RequestResponse",
+            response = self._lambda_client().invoke(FunctionName=self.function, InvocationType="RequestResponse",
                                              Payload=payload)  # fmt: skip
             body: bytes = response["Payload"].read()
         except Exception as e:  # botocore raises many unrelated types; all mean "no answer"

@@ -387,15 +387,28 @@ class SessionRecording:
         self._ship(self.recorder.record_decision(kind, payload))
         if not audit:
             return
+        decision = kind.name.lower() if isinstance(kind, EventKind) else str(kind)
+        if kind is EventKind.APPROVAL and payload.get("step"):
+            decision = f"approval_{payload['step']}"  # approval_requested, approval_approved, approval_denied, ...
+        if kind == EventKind.MASK_COUNTS and isinstance(payload.get("counts"), Mapping):
+            # One line per detector, flat for SQL: ``reason`` names the detector, ``rows`` counts its values.
+            for detector, count in sorted(payload["counts"].items()):
+                self.services.audit.add(
+                    _audit(self.start, event="decision", decision=decision, reason=str(detector), rows=int(count))
+                )
+            return
         self.services.audit.add(
             _audit(
                 self.start,
                 event="decision",
-                decision=kind.name.lower() if isinstance(kind, EventKind) else str(kind),
+                decision=decision,
                 statement=_opt_str(payload.get("statement")),
                 statement_kind=_opt_str(payload.get("statement_kind")),
                 reason=_opt_str(payload.get("reason")),
                 error_code=_opt_str(payload.get("sqlstate")),
+                approval_id=_opt_str(payload.get("approval_id")),
+                decided_by=_opt_str(payload.get("decided_by")),
+                decided_via=_opt_str(payload.get("decided_via")),
             )
         )
 

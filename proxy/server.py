@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from shared.approvals.settings import ApprovalsSettings
+from shared.approvals.settings import approvals_settings
 from shared.pg.wire import framing
 from shared.recording import tape
 
@@ -24,6 +25,7 @@ from .k8s.gateway import K8sGateway
 from .pg.cancel import CancelRegistry
 from .pg.context import GuardrailEngines, PgContext
 from .pg.session import PgSession
+from .pg.tls import PgRecordSSLObject
 from .recording import RecordingServices
 from .services import Metrics, Services
 from .settings import ProxySettings
@@ -34,19 +36,31 @@ log = logging.getLogger(__name__)
 def agent_tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslobject_class = PgRecordSSLObject  # records no larger than PostgreSQL's (libpq relies on it)
     if settings.tls_cert is not None and settings.tls_key is not None:
         ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
         return ctx
     if settings.tls_cert_pem and settings.tls_key_pem is not None:
-        # ssl can only load files: write them to a private directory and remove it at once.
-        with tempfile.TemporaryDirectory(prefix="airlock-tls-") as directory:
-            cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
-            cert.write_text(settings.tls_cert_pem)
-            key.touch(mode=0o600)
-            key.write_text(settings.tls_key_pem.get_secret_value())
-            ctx.load_cert_chain(cert, key)
+        # ssl can only load files: write them to a private directory under TMPDIR (on a read-only root
+        # filesystem, the task's writable volume) and remove it at once.
+        try:
+            with tempfile.TemporaryDirectory(prefix="airlock-tls-") as directory:
+                cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+                cert.write_text(settings.tls_cert_pem)
+                key.touch(mode=0o600)
+                key.write_text(settings.tls_key_pem.get_secret_value())
+                ctx.load_cert_chain(cert, key)
+        except OSError as e:  # FileNotFoundError: no writable temporary directory at all
+            raise StartupError(
+                f"cannot write the TLS certificate and key to a temporary directory ({e}); point TMPDIR "
+                f"(now {os.environ.get('TMPDIR', 'unset')}) at a writable volume"
+            ) from e
         return ctx
     return None
+
+
+class StartupError(Exception):
+    """The proxy cannot start with this configuration; the message says what to change."""
 
 
 class ProxyServer:
@@ -61,7 +75,7 @@ class ProxyServer:
             credentials=CredentialCache(settings.credential_cache_seconds),
             recording=RecordingServices.from_env(settings.proxy_id),
             metrics=Metrics(),
-            approvals=ApprovalsClient.from_settings(ApprovalsSettings(), timeout=settings.authorize_timeout),
+            approvals=ApprovalsClient.from_settings(approvals_settings()),
         )
         self.pg = PgContext(self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails))
         # The Kubernetes API gateway (its own TLS context: it speaks ALPN http/1.1), when a port is set.
@@ -128,6 +142,10 @@ class ProxyServer:
             self._server.close()
         sessions = list(self.sessions)
         log.info("shutting down: %d live sessions, draining up to %.1fs", len(sessions), drain)
+        if self.services.approvals is not None:
+            # Statements waiting for a human will not run on this proxy: withdraw them (their Slack
+            # messages say so) and let their sessions refuse them before they are closed.
+            await self.services.approvals.close("the proxy is shutting down")
 
         async def finish(session: PgSession) -> None:
             with contextlib.suppress(TimeoutError):
@@ -138,8 +156,6 @@ class ProxyServer:
 
         k8s = self.k8s.shutdown(drain) if self.k8s is not None else asyncio.sleep(0)
         await asyncio.gather(k8s, *(finish(s) for s in sessions), return_exceptions=True)
-        if self.services.approvals is not None:
-            await self.services.approvals.close()
         # Every live recording is sealed and signed, and the audit trail flushed, before exit.
         await self.services.recording.shutdown()
         if self._health is not None:

@@ -40,5 +40,5 @@ class Services:
     credentials: CredentialCache
     recording: RecordingServices
     metrics: Metrics
-    # Held statements and requests (one watcher per process); None where no approvals are configured.
+    # Held statements, commands and requests are asked for and waited on here (one watcher per process).
     approvals: ApprovalsClient | None = None

@@ -33,8 +33,11 @@ class ProxySettings(BaseSettings):
     # Largest single message accepted from an agent (a huge Bind or CopyData is legal; cap it anyway).
     max_agent_message: int = 64 * 1024 * 1024
     read_size: int = 256 * 1024
-    # Transport write buffer high-water mark: above it the opposite side stops being read.
+    # Write buffer high-water marks: above one, the opposite side stops being read. Toward the agent,
+    # room for a result stream; toward the backend, little more than the server itself would take, so
+    # that a backend that stops reading (a lock wait, an error mid-batch) stops the agent promptly.
     write_high_water: int = 1024 * 1024
+    backend_write_high_water: int = 64 * 1024
     connect_timeout: float = 10.0
     authorize_timeout: float = 10.0
     startup_timeout: float = 30.0

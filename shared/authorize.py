@@ -242,12 +242,5 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
                                        credential_secret=target.credential_secret)
         return Grant(backend=backend, kubernetes_access=binding.kubernetes or KubernetesAccess(),
                      kubernetes=policy.kubernetes_for(binding), **common)
-    backend = BackendRef(
-        host=target.host,
-        port=target.port,
-        database=request.database,
-        credential_secret=target.credential_secret,
-        tls=target.tls,
-        tls_ca_pem=target.tls_ca_pem,
-    )
+    backend = target.backend_ref(request.database)
     return Grant(backend=backend, guardrails=policy.guardrails_for(binding), **common)

@@ -14,14 +14,15 @@ from shared.approvals.links import PAGE_HEADERS, result_page
 from shared.approvals.service import ApprovalService
 from shared.approvals.settings import approvals_settings
 from shared.approvals.sns import SnsError
-from shared.approvals.wiring import build_service, link_signer
+from shared.approvals.wiring import build_service, link_signer, slack_web
 from shared.config import control_plane_settings
 from shared.observability import MetricUnit, logger, metrics, tracer
 
 
 @lru_cache(maxsize=1)
 def service() -> ApprovalService:
-    return build_service(approvals_settings(), control_plane_settings())
+    # A decision rewrites the Slack message, if the approval was announced there too.
+    return build_service(approvals_settings(), control_plane_settings(), slack_web(approvals_settings()))
 
 
 def link(request: APIGatewayProxyEventV2) -> HttpReply:

@@ -12,14 +12,15 @@ from shared.approvals.calls import answer, parse_call
 from shared.approvals.model import ApprovalsResult
 from shared.approvals.service import ApprovalService
 from shared.approvals.settings import approvals_settings
-from shared.approvals.wiring import build_service
+from shared.approvals.wiring import build_service, slack_web, sns_announcer
 from shared.config import control_plane_settings
 from shared.observability import MetricUnit, logger, metrics, tracer
 
 
 @lru_cache(maxsize=1)
 def service() -> ApprovalService:
-    return build_service(approvals_settings(), control_plane_settings())
+    settings = approvals_settings()
+    return build_service(settings, control_plane_settings(), slack_web(settings), sns_announcer(settings))
 
 
 # The event holds a (masked) statement: log decisions, not events.

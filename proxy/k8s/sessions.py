@@ -237,7 +237,7 @@ class K8sSession:
     def decision(self, kind: EventKind, payload: Obj) -> None:
         if self.recording is not None:
             # An exchange's REQUEST and EXCHANGE_END structure the recording; its audit line is the statement's.
-            audit = kind not in (EventKind.REQUEST, EventKind.EXCHANGE_END, EventKind.MASK_COUNTS)
+            audit = kind not in (EventKind.REQUEST, EventKind.EXCHANGE_END)
             self.recording.decision(kind, payload, audit=audit)
 
     async def caught_up(self) -> None:

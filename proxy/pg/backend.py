@@ -48,11 +48,13 @@ FORWARDED_PARAMS = frozenset(
 
 
 class BackendError(Exception):
-    """The backend could not be reached or refused us. ``error`` is an ErrorResponse for the agent."""
+    """The backend could not be reached or refused us. ``error`` is an ErrorResponse for the agent;
+    ``server_fields`` the backend's own ErrorResponse fields when it refused (for operators' tools)."""
 
-    def __init__(self, message: str, error: bytes) -> None:
+    def __init__(self, message: str, error: bytes, server_fields: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.error = error
+        self.server_fields = dict(server_fields or {})
 
 
 @dataclass(slots=True)
@@ -253,8 +255,9 @@ def _startup_error(body: bytes, whole: bytes) -> BackendError:
             f"backend refused Airlock's credential: {code} {message}",
             m.build_error("FATAL", "08006", "Airlock could not authenticate to the target database",
                           hint="the target's credential in Secrets Manager may be wrong or rotated"),
+            fields,
         )
-    return BackendError(f"backend start-up error: {code} {message}", whole)
+    return BackendError(f"backend start-up error: {code} {message}", whole, fields)
 
 
 def _violation(message: str) -> BackendError:

@@ -9,11 +9,22 @@ Flow control stays bounded. When a side's write buffer passes its high-water mar
 that side's ``pause_writing``, and the endpoint stops reading the *other* side (``hold``) until
 ``resume_writing``. The session can hold a side for its own reasons too (recording backpressure, a
 strict-mode statement waiting to be durable); a side is read again only when no reason holds it.
+
+A side's write buffer is the transport's and the kernel's: a TCP socket's send queue grows by itself to
+megabytes, and a peer that stopped reading would not fill the transport's buffer until the kernel's was
+full. So each socket keeps at most ``UNSENT_LOW_WATER`` bytes the kernel has not sent yet
+(TCP_NOTSENT_LOWAT; bytes in flight are not limited, so throughput is not): the transport then holds
+what the peer has not taken, its high-water mark bounds it, and the other side stops being read about as
+soon as this one stops reading. A paused TLS transport reads ahead at most ``TLS_READ_AHEAD`` bytes.
+The proxy then takes little more from an agent than the backend would itself (asyncpg's executemany,
+for one, expects its writes to stop early when the server fails).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 from typing import cast
 
@@ -22,6 +33,10 @@ LostHandler = Callable[["Endpoint", Exception | None], None]
 ErrorHandler = Callable[[Exception], None]
 
 PEER_WRITE = "peer-write"  # the other side's write buffer is full
+# Bytes a socket may hold that the kernel has not sent (TCP_NOTSENT_LOWAT). Bytes in flight are apart.
+UNSENT_LOW_WATER = 64 * 1024
+# Ciphertext a paused TLS transport still reads ahead (asyncio's and uvloop's default: 256 KiB).
+TLS_READ_AHEAD = 64 * 1024
 
 
 class Endpoint(asyncio.Protocol):
@@ -52,6 +67,8 @@ class Endpoint(asyncio.Protocol):
         transport = self.transport
         transport.set_protocol(self)
         transport.set_write_buffer_limits(high=write_high_water)
+        limit_unsent(transport)
+        limit_read_ahead(transport)
         if buffered:  # relayed (and so recorded) even when the peer has already gone
             self.data_received(buffered)
         if transport.is_closing():
@@ -114,3 +131,22 @@ class Endpoint(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(None)
         self._on_lost(self, exc)
+
+
+def limit_unsent(transport: asyncio.BaseTransport, low_water: int = UNSENT_LOW_WATER) -> None:
+    """Let the kernel hold at most ``low_water`` unsent bytes of this transport's TCP socket (Linux and
+    macOS; elsewhere, and for other sockets, the kernel's own sizing stays)."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if sock is None or option is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, low_water)
+
+
+def limit_read_ahead(transport: asyncio.BaseTransport, high: int = TLS_READ_AHEAD) -> None:
+    """A TLS transport whose reading is paused goes on reading ciphertext up to its read high-water mark
+    (asyncio's and uvloop's have one; plain transports read nothing while paused)."""
+    set_read_limits = getattr(transport, "set_read_buffer_limits", None)
+    if set_read_limits is not None:
+        set_read_limits(high=high)

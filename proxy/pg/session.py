@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from shared.approvals.model import ApprovalRequest, ApprovalStatus
 from shared.controlplane import AuthorizeRequest, BackendRef, Grant, RecordingMode
 from shared.guard.verdict import Action
 from shared.pg.masking.engine import ResultMasker
@@ -42,6 +43,7 @@ from shared.pg.relay import (
     PASSTHROUGH_BACKEND_WATCH,
     AlertEvent,
     DecisionEvent,
+    HoldRequest,
     MaskEvent,
     PassthroughRelay,
     Refusal,
@@ -62,6 +64,7 @@ from shared.pg.wire.errors import ProtocolViolation
 from shared.pg.wire.framing import Frame, Framer
 from shared.recording.format import EventKind, SessionStatus
 
+from ..approvals import ApprovalRefused, ApprovalsClient, ApprovalsUnavailable
 from ..controlplane import ControlPlaneError
 from ..credentials import CredentialError
 from ..recording import RecordingUnavailable, SessionRecording, SessionStart
@@ -79,7 +82,8 @@ _STATEMENTS = frozenset(b"QPFBE")
 # Why a side is not being read (besides the other side's full write buffer).
 _STRICT = "strict-recording"
 _RECORDING = "recording-backpressure"
-_SETTINGS = "lexing-settings"  # a statement waits for the server to answer what may change how it reads SQL
+# A statement waits: for the server to answer what may change how it reads SQL, or for an approval.
+_SETTINGS = "statement-waits"
 
 
 class SessionEnded(Exception):
@@ -129,6 +133,10 @@ class PgSession:
         self._agent_backlog: list[bytes] | None = None
         # Messages the relay did not handle yet (a statement waits for the lexing settings), framed.
         self._deferred: tuple[bytes, list[Frame]] | None = None
+        # Held statements: how many were asked for, the one waiting now, whether the agent cancelled it.
+        self._hold_seq = 0
+        self._held_approval: str | None = None
+        self._cancelled_hold = False
         self._agent_framer = self._backend_framer = Framer(limit=0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -341,8 +349,12 @@ class PgSession:
         try:
             credential = await self.services.credentials.get(grant.backend.credential_secret)
         except CredentialError as e:
-            log.error("%s", e, extra={"session_id": self.session_id})
-            raise self._refuse("08006", "Airlock could not obtain the target's credential") from e
+            log.error("target %s: no backend credential: %s", grant.target, e, extra={"session_id": self.session_id})
+            raise self._refuse(
+                "08006",
+                f"Airlock could not obtain the credential for target {grant.target!r}; an Airlock operator must "
+                f"look at it (`airlock targets check {grant.target}`; the proxy log says why)",
+            ) from e
         try:
             self.backend = backend = await connect_backend(
                 backend_ref,
@@ -364,7 +376,9 @@ class PgSession:
                 self.relay.observe_parameter(*m.parse_parameter_status(message[5:]))
         key = new_cancel_key(backend.protocol)
         self.cancel_key = (backend.pid, key)
-        self.ctx.cancels.register(backend.pid, key, CancelTarget(backend_ref, backend.pid, backend.key))
+        self.ctx.cancels.register(
+            backend.pid, key, CancelTarget(backend_ref, backend.pid, backend.key, intercept=self._intercept_cancel)
+        )
         greeting = [
             m.build_authentication(AUTH_OK),
             *backend.greeting,
@@ -473,9 +487,11 @@ class PgSession:
         self._choose_path()
         self._relaying = True
         self._tasks.append(loop.create_task(self._renew(), name=f"{self.session_id}-renew"))
-        high = self.settings.write_high_water
-        server.attach(backend.messages.framer.take_pending() + take_buffered(backend.reader), write_high_water=high)
-        agent.attach(take_buffered(self.reader), write_high_water=high)
+        server.attach(
+            backend.messages.framer.take_pending() + take_buffered(backend.reader),
+            write_high_water=self.settings.backend_write_high_water,
+        )
+        agent.attach(take_buffered(self.reader), write_high_water=self.settings.write_high_water)
         await self._done
 
     def _choose_path(self) -> None:
@@ -581,8 +597,11 @@ class PgSession:
         if result.to_peer:
             to_peer = result.to_peer
             self.backend_side.transport.write(to_peer[0] if len(to_peer) == 1 else b"".join(to_peer))
+        if result.hold is not None:
+            self._spawn(self._seek_approval(result.hold), "approval")
         if result.deferred is not None:
-            # The rest waits until the server has answered what may change how it reads SQL.
+            # The rest waits: until the server has answered what may change how it reads SQL, or until a
+            # human has decided a held statement.
             cut = result.deferred
             self._deferred = (chunk[cut:], [(t, s - cut, e - cut) for t, s, e in frames if s - 5 >= cut])
             self._queue_agent()
@@ -767,6 +786,112 @@ class PgSession:
                 if recording is not None:
                     recording.decision(EventKind.ALERT, {"reason": event.reason, **event.detail})
 
+    # Held statements: asked for through the approvals service, decided by a human (or by time).
+
+    async def _seek_approval(self, hold: HoldRequest) -> None:
+        """Ask for ``hold``, wait for the decision, then let the relay forward or refuse it."""
+        try:
+            refusal = await self._approval(hold)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("approval of a held statement failed", extra={"session_id": self.session_id})
+            refusal = Refusal("42501", f"{hold.decision.message()}: Airlock could not ask for approval; "
+                                       "the statement was not executed")  # fmt: skip
+        if self._done.done():
+            return
+        self.relay.settle_hold(hold, refusal)
+        self._held_approval, self._cancelled_hold = None, False
+        self._resume_agent()
+
+    async def _approval(self, hold: HoldRequest) -> Refusal | None:
+        """None when approved (by an approver now, or by an allowance), else the refusal to give."""
+        approvals, grant, decision = self.services.approvals, self.grant, hold.decision
+        if approvals is None or grant is None or grant.approvals is None:
+            return Refusal("42501", f"{decision.message()}: no approvals are configured for this target")
+        allowance = await approvals.allowance_for(
+            protocol="postgres", identity=grant.identity, target=grant.target, database=grant.database,
+            kinds=hold.kinds, tables=hold.tables,
+        )
+        if allowance is not None:
+            try:
+                await approvals.record_use(allowance, self.session_id)
+            except ApprovalsUnavailable as e:
+                log.warning("allowance %s not used: %s", allowance.allowance_id, e)
+            else:
+                self._approval_event("allowance_used", hold, approval_id=allowance.approval_id,
+                                     allowance_id=allowance.allowance_id, decided_by=allowance.granted_by_name
+                                     or allowance.granted_by, reason=f"allowance {allowance.allowance_id}")
+                return None
+        self._hold_seq += 1
+        rule = self.relay.guard.rule(decision.rule) if self.relay.guard is not None else None
+        request = ApprovalRequest.for_statement(
+            hold.text, protocol="postgres", session_id=self.session_id, proxy_id=self.settings.proxy_id,
+            identity=grant.identity, target=grant.target, database=grant.database, kinds=hold.kinds,
+            tables=hold.tables, rule=decision.rule, reason=decision.reason,
+            approvers=(rule.approvers if rule is not None and rule.approvers else None)
+            or grant.approvals.default_approvers or "",
+            timeout_seconds=grant.approvals.timeout_seconds, idempotency_key=f"{self.session_id}:{self._hold_seq}",
+        )
+        try:
+            held = await approvals.request(request, grant.approvals.where())
+        except (ApprovalsUnavailable, ApprovalRefused) as e:
+            self._approval_event("unavailable", hold, reason=str(e))
+            return Refusal("42501", f"{decision.message()}: it could not be put to an approver ({e}); "
+                                    "the statement was not executed")  # fmt: skip
+        approval = held.approval
+        self._held_approval = approval.approval_id
+        self._notice(held.notice)
+        self._approval_event("requested", hold, approval_id=approval.approval_id, reason=held.notice,
+                             slack_channel=approval.slack_channel, slack_ts=approval.slack_ts,
+                             sns_message_id=approval.sns_message_id)
+        try:
+            state = await approvals.wait(approval.approval_id, approval.expires_at)
+        except asyncio.CancelledError:
+            # The session is ending (the agent left, the proxy stops): the approvers must know.
+            _withdraw_later(approvals, approval.approval_id, self.end_reason or "the agent disconnected")
+            raise
+        self._approval_event(state.status.value, hold, approval_id=approval.approval_id,
+                             decided_by=state.decided_by_name or state.decided_by, decided_via=state.decided_via,
+                             reason=state.outcome())
+        if state.approved:
+            if state.allowance_id:  # "Approve for N minutes": the next statement of this shape uses it
+                approvals.forget_allowances(protocol="postgres", identity=grant.identity, target=grant.target,
+                                            database=grant.database)
+            self._notice(state.outcome())
+            return None
+        if state.status is ApprovalStatus.WITHDRAWN and self._cancelled_hold:
+            return Refusal("57014", "canceling statement due to user request")
+        return Refusal("42501", f"{decision.message()}: {state.outcome()}")
+
+    def _intercept_cancel(self) -> bool:
+        """A CancelRequest for this session: a held statement has not reached the backend, so cancelling
+        it is withdrawing its approval (its Slack message says so); the agent gets 57014 as usual."""
+        approvals, approval_id = self.services.approvals, self._held_approval
+        if self.relay.holding is None or approvals is None or approval_id is None:
+            return False
+        self._cancelled_hold = True
+        _withdraw_later(approvals, approval_id, "the agent cancelled the statement")
+        return True
+
+    def _notice(self, text: str) -> None:
+        """A NoticeResponse to the agent (between whole messages, as every write of the relay is)."""
+        data = m.build_notice(text, severity="NOTICE")
+        self.bytes_out += len(data)
+        if self.recording is not None:
+            self.recording.proxy_bytes(data)
+        self.agent_side.transport.write(data)
+
+    def _approval_event(self, step: str, hold: HoldRequest, **fields: object) -> None:
+        log.info("approval %s: %s", step, fields.get("approval_id", ""),
+                 extra={"session_id": self.session_id, "rule": hold.decision.rule})
+        if self.recording is not None:
+            self.recording.decision(EventKind.APPROVAL, {
+                "step": step, "statement": hold.text, "statement_kind": hold.decision.kind.value,
+                "rule": hold.decision.rule, "protocol": hold.protocol,
+                **{k: v for k, v in fields.items() if v is not None},
+            })
+
     async def _renew(self) -> None:
         """Re-authorize before the grant expires; terminate on refusal or when renewal is impossible."""
         while self.grant is not None:
@@ -828,3 +953,19 @@ class PgSession:
             sqlstate = answer.refusal.sqlstate if answer.refusal else "28000"
             await self.terminate(sqlstate, f"Airlock terminated this session: {reason}", reason=f"revoked: {reason}")
             return
+
+
+_background: set[asyncio.Task[object]] = set()
+
+
+def _withdraw_later(approvals: ApprovalsClient, approval_id: str, reason: str) -> None:
+    """Withdraw an approval from a task of its own (the caller may be cancelled, or must not wait)."""
+    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(approvals.withdraw(approval_id, reason))
+    _background.add(task)
+    task.add_done_callback(_done_withdrawing)
+
+
+def _done_withdrawing(task: asyncio.Task[object]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("withdrawing an approval failed: %s", task.exception())

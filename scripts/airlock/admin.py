@@ -1,4 +1,4 @@
-"""Administrative operations behind ``airlock`` CLI commands: policies, identities, keys.
+"""Administrative operations behind ``airlock`` CLI commands: policies, identities, keys, targets' secrets.
 
 Everything talks to the control plane's tables through the same stores the Lambdas use, configured by
 ``ControlPlaneSettings`` (``AIRLOCK_*``) and the usual AWS environment (``AWS_ENDPOINT_URL`` locally).
@@ -7,13 +7,16 @@ Errors the operator can fix are ``AdminError``s with a plain message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
+
 from shared.config import ControlPlaneSettings
 from shared.identity.keys import generate_key
-from shared.policy import PolicyError, parse_policy
+from shared.policy import Policy, PolicyError, parse_policy
 from shared.store import ApiKeyRecord, NotFound, StoreError
 from shared.store.dynamo import DynamoApiKeyStore, DynamoIdentityStore, DynamoPolicyStore
 
@@ -39,8 +42,9 @@ def _settings() -> ControlPlaneSettings:
     return ControlPlaneSettings()
 
 
-def push_policy(path: Path) -> int:
-    """Validate the policy file and store it as the next version; returns the version number."""
+def push_policy(path: Path, warn: Callable[[str], None] | None = None) -> int:
+    """Validate the policy file and store it as the next version; returns the version number. With
+    ``warn``, each target whose credential secret does not exist (yet) is reported to it."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
@@ -51,9 +55,42 @@ def push_policy(path: Path) -> int:
         raise AdminError(f"{path}: {e}") from e
     settings = _settings()
     try:
-        return DynamoPolicyStore(settings).push(settings.policy_name, text, policy)
+        version = DynamoPolicyStore(settings).push(settings.policy_name, text, policy)
     except StoreError as e:
         raise AdminError(f"pushing policy {settings.policy_name!r}: {e}") from e
+    if warn is not None:
+        for problem in missing_target_secrets(policy):
+            warn(problem)
+    return version
+
+
+def missing_target_secrets(policy: Policy) -> list[str]:
+    """A line per target whose credential secret does not exist in Secrets Manager: sessions to it are
+    refused until it does. Asks whether each secret exists (DescribeSecret), never for its value."""
+    client = boto3.client("secretsmanager")
+    problems = []
+    for name, target in sorted(policy.targets.items()):
+        try:
+            client.describe_secret(SecretId=target.credential_secret)
+        except client.exceptions.ResourceNotFoundException:
+            problems.append(
+                f"target {name!r}: its credential secret {target.credential_secret!r} does not exist; sessions "
+                f"to it are refused until it does (store it with `airlock targets add {name} ...`)"
+            )
+        except Exception as e:  # e.g. no permission to describe: say so, the push itself stands
+            problems.append(f"target {name!r}: cannot check secret {target.credential_secret!r}: {e}")
+    return problems
+
+
+def latest_policy() -> Policy | None:
+    """The policy version sessions use now (None if none was pushed)."""
+    settings = _settings()
+    try:
+        return DynamoPolicyStore(settings).latest(settings.policy_name).policy
+    except NotFound:
+        return None
+    except StoreError as e:
+        raise AdminError(f"reading policy: {e}") from e
 
 
 def policy_warnings(path: Path) -> list[str]:

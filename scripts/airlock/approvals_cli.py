@@ -70,13 +70,14 @@ def register(commands: Any, dev: Any) -> None:
 
 def _service(args: argparse.Namespace) -> Any:
     from shared.approvals.settings import ApprovalsSettings
-    from shared.approvals.wiring import build_service
+    from shared.approvals.wiring import build_service, slack_web
     from shared.config import ControlPlaneSettings
 
     from .environment import use_local_stack
 
     use_local_stack(args.state_dir)
-    return build_service(ApprovalsSettings(), ControlPlaneSettings())
+    settings = ApprovalsSettings()
+    return build_service(settings, ControlPlaneSettings(), slack_web(settings))  # decisions rewrite Slack messages
 
 
 def _operator(args: argparse.Namespace) -> Any:
@@ -169,7 +170,7 @@ def allowances_list(args: argparse.Namespace) -> None:
 
     service = _service(args)
     try:
-        rows = service.allowances.active(datetime.now(UTC))
+        rows = service.allowances.all_active(datetime.now(UTC))
     except StoreError as e:
         return _fail(e)
     if args.json:

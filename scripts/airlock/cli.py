@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import approvals_cli, kube_cli, sessions_cli
+from . import approvals_cli, kube_cli, sessions_cli, targets_cli
+from .audit import cli as audit_cli
 from .environment import load_stack, use_local_stack
 
 DEFAULT_STATE = Path(os.environ.get("AIRLOCK_STATE_DIR", ".airlock"))
@@ -140,7 +141,7 @@ def policy_push(args: argparse.Namespace) -> None:
     from . import admin
 
     use_local_stack(args.state_dir)
-    version = admin.push_policy(Path(args.file))
+    version = admin.push_policy(Path(args.file), warn=lambda problem: print(f"warning: {problem}", file=sys.stderr))
     print(f"policy pushed: version {version}")
     for warning in admin.policy_warnings(Path(args.file)):
         print(f"warning: {warning}", file=sys.stderr)
@@ -216,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     issue.set_defaults(func=keys_issue)
     sessions_cli.register(commands)
     approvals_cli.register(commands, dev)
+    targets_cli.register(commands)
+    audit_cli.register(commands)
     kube_cli.register(commands, dev)
     return parser
 

@@ -157,10 +157,24 @@ def _state(item: _ApprovalItem) -> ApprovalState:
     )  # fmt: skip
 
 
-class DynamoApprovalStore:
+class DynamoApprovalStates:
+    """A gateway's view of the approvals table: ``BatchGetItem`` of the watched attributes, nothing else."""
+
     def __init__(self, settings: ApprovalsSettings) -> None:
         self._m = _bind(_ApprovalItem, settings.approvals_table, settings.region)
         self._retention = timedelta(days=settings.approvals_retention_days)
+
+    def states(self, approval_ids: Iterable[str]) -> Mapping[str, ApprovalState]:
+        ids = list(approval_ids)
+        if len(ids) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} approvals per read, not {len(ids)}")
+        with _storage("reading approval states"):
+            items = list(self._m.batch_get(ids, consistent_read=True, attributes_to_get=list(WATCHED_ATTRIBUTES)))
+        return {i.approval_id: _state(i) for i in items}
+
+
+class DynamoApprovalStore(DynamoApprovalStates):
+    """The approvals service's: everything ``ApprovalStore`` says."""
 
     def create(self, approval: Approval) -> Approval:
         item = self._m(**_attributes(approval), purge_at=approval.expires_at + self._retention)
@@ -217,14 +231,6 @@ class DynamoApprovalStore:
             with _storage("recording announcement"):
                 m(approval_id).update(actions=actions, condition=m.approval_id.exists())
 
-    def states(self, approval_ids: Iterable[str]) -> Mapping[str, ApprovalState]:
-        ids = list(approval_ids)
-        if len(ids) > MAX_BATCH:
-            raise ValueError(f"at most {MAX_BATCH} approvals per read, not {len(ids)}")
-        with _storage("reading approval states"):
-            items = list(self._m.batch_get(ids, consistent_read=True, attributes_to_get=list(WATCHED_ATTRIBUTES)))
-        return {i.approval_id: _state(i) for i in items}
-
     def by_status(self, status: ApprovalStatus, limit: int = 100) -> list[Approval]:
         with _storage("listing approvals"):
             items = self._m.by_status.query(status.value, scan_index_forward=False, limit=limit)
@@ -236,12 +242,32 @@ class DynamoApprovalStore:
             return [_record(Approval, i) for i in items]
 
 
-class DynamoAllowanceStore:
+class DynamoAllowanceUses:
+    """A gateway's view of the allowances table: one index Query to find, one UpdateItem to count a use."""
+
     def __init__(self, settings: ApprovalsSettings) -> None:
         self._m = _bind(_AllowanceItem, settings.allowances_table, settings.region)
         self._retention = timedelta(days=settings.approvals_retention_days)
 
-    def create(self, allowance: Allowance) -> Allowance:
+    def active_in_scope(self, scope: str, now: datetime) -> list[Allowance]:
+        m = self._m
+        with _storage("looking up allowances"):
+            items = m.by_scope.query(scope, m.expires_at > now, filter_condition=m.revoked_at.does_not_exist())
+            return [_record(Allowance, i) for i in items]
+
+    def record_use(self, allowance_id: str, session_id: str, at: datetime) -> None:
+        m = self._m
+        with _storage("recording allowance use"):
+            m(allowance_id).update(
+                actions=[m.uses.add(1), m.last_used_at.set(at), m.last_session_id.set(session_id)],
+                condition=m.allowance_id.exists(),
+            )
+
+
+class DynamoAllowanceStore(DynamoAllowanceUses):
+    """The approvals service's: everything ``AllowanceStore`` says."""
+
+    def grant(self, allowance: Allowance) -> Allowance:
         item = self._m(**_attributes(allowance), scope=allowance.scope,
                        purge_at=allowance.expires_at + self._retention)  # fmt: skip
         with _storage("storing allowance"):
@@ -261,12 +287,6 @@ class DynamoAllowanceStore:
                 raise NotFound(f"no allowance {allowance_id}") from e
         return _record(Allowance, item)
 
-    def active_in_scope(self, scope: str, now: datetime) -> list[Allowance]:
-        m = self._m
-        with _storage("looking up allowances"):
-            items = m.by_scope.query(scope, m.expires_at > now, filter_condition=m.revoked_at.does_not_exist())
-            return [_record(Allowance, i) for i in items]
-
     def revoke(self, allowance_id: str, by: str, at: datetime) -> Allowance:
         m = self._m
         item = m(allowance_id)
@@ -283,19 +303,13 @@ class DynamoAllowanceStore:
         self.get(allowance_id)  # NotFound if it never existed
         raise Conflict(f"allowance {allowance_id} was already revoked") from lost
 
-    def record_use(self, allowance_id: str, session_id: str, at: datetime) -> None:
-        m = self._m
-        with _storage("recording allowance use"):
-            m(allowance_id).update(
-                actions=[m.uses.add(1), m.last_used_at.set(at), m.last_session_id.set(session_id)],
-                condition=m.allowance_id.exists(),
-            )
-
-    def active(self, now: datetime, limit: int = 200) -> list[Allowance]:
+    def all_active(self, now: datetime, limit: int = 200) -> list[Allowance]:
         m = self._m
         with _storage("listing allowances"):
             items = m.scan(filter_condition=(m.expires_at > now) & m.revoked_at.does_not_exist(), limit=limit)
             return sorted((_record(Allowance, i) for i in items), key=lambda a: a.created_at, reverse=True)
 
 
-__all__ = ["DynamoAllowanceStore", "DynamoApprovalStore", "allowance_scope"]
+__all__ = [
+    "DynamoAllowanceStore", "DynamoAllowanceUses", "DynamoApprovalStates", "DynamoApprovalStore", "allowance_scope"
+]

@@ -187,7 +187,7 @@ class ApprovalService:
                 raise Expired(self._expire(current)) from e
             raise AlreadyDecided(current) from e
         if allowance is not None:
-            allowance = self.allowances.create(allowance)
+            allowance = self.allowances.grant(allowance)
         self._rewrite(decided, allowance)
         return Decided(decided, allowance)
 

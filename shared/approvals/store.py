@@ -1,5 +1,8 @@
 """Data access for approvals and allowances: the interfaces the service and the proxy's watcher use.
 
+A gateway gets the narrow ones (``ApprovalStates``, ``AllowanceUses``): its IAM role grants exactly
+those reads and writes, and no more (tests/unit/test_least_privilege.py).
+
 Every transition is conditional, so the store is the arbiter of races: of two clicks, one write lands
 and the other gets ``Conflict`` carrying the approval as it now stands. Storage failures are
 ``StoreError`` (from ``shared.store``): callers fail closed. The DynamoDB implementation is
@@ -40,7 +43,15 @@ class Outcome:
     allowance_minutes: int | None = None
 
 
-class ApprovalStore(Protocol):
+class ApprovalStates(Protocol):
+    """What a gateway's watcher reads: where approvals stand, never what they hold."""
+
+    def states(self, approval_ids: Iterable[str]) -> Mapping[str, ApprovalState]:
+        """Strongly consistent state of up to 100 approvals in one read (ids not found are left out)."""
+        ...
+
+
+class ApprovalStore(ApprovalStates, Protocol):
     def create(self, approval: Approval) -> Approval:
         """Store a new pending approval and return ``approval`` itself; if one with this id exists
         already (a retried request), return the stored one instead."""
@@ -61,10 +72,6 @@ class ApprovalStore(Protocol):
         """Remember where the approval was announced (to update the Slack message later)."""
         ...
 
-    def states(self, approval_ids: Iterable[str]) -> Mapping[str, ApprovalState]:
-        """Strongly consistent state of up to 100 approvals in one read (ids not found are left out)."""
-        ...
-
     def by_status(self, status: ApprovalStatus, limit: int = 100) -> list[Approval]:
         """Approvals in ``status``, newest first."""
         ...
@@ -72,25 +79,29 @@ class ApprovalStore(Protocol):
     def by_session(self, session_id: str, limit: int = 100) -> list[Approval]: ...
 
 
-class AllowanceStore(Protocol):
-    def create(self, allowance: Allowance) -> Allowance:
-        """Store it; if one with this id exists (a retried decision), return that one."""
-        ...
-
-    def get(self, allowance_id: str) -> Allowance: ...
+class AllowanceUses(Protocol):
+    """What a gateway does with allowances: find the live ones that may cover a statement, count uses."""
 
     def active_in_scope(self, scope: str, now: datetime) -> list[Allowance]:
         """Unrevoked allowances of one (protocol, identity, target, database) that have not expired."""
-        ...
-
-    def revoke(self, allowance_id: str, by: str, at: datetime) -> Allowance:
-        """Revoke an active allowance; ``Conflict`` if it was already revoked."""
         ...
 
     def record_use(self, allowance_id: str, session_id: str, at: datetime) -> None:
         """Count one use (``uses`` + 1, ``last_used_at``, ``last_session_id``)."""
         ...
 
-    def active(self, now: datetime, limit: int = 200) -> list[Allowance]:
+
+class AllowanceStore(AllowanceUses, Protocol):
+    def grant(self, allowance: Allowance) -> Allowance:
+        """Store it; if one with this id exists (a retried decision), return that one."""
+        ...
+
+    def get(self, allowance_id: str) -> Allowance: ...
+
+    def revoke(self, allowance_id: str, by: str, at: datetime) -> Allowance:
+        """Revoke an active allowance; ``Conflict`` if it was already revoked."""
+        ...
+
+    def all_active(self, now: datetime, limit: int = 200) -> list[Allowance]:
         """Every allowance not revoked nor expired (operators' listing)."""
         ...

@@ -47,9 +47,8 @@ def slack_web(settings: ApprovalsSettings) -> SlackWeb:
     return SlackWeb(lambda: slack_credentials(settings), settings.slack_api_url, settings.slack_timeout_seconds)
 
 
-def build_service(
-    settings: ApprovalsSettings, control: ControlPlaneSettings, slack: SlackWeb | None = None
-) -> ApprovalService:
+def sns_announcer(settings: ApprovalsSettings) -> SnsAnnouncer:
+    """SNS messages with signed approve/deny links (the SNS client is made on the first publish)."""
     sns_client: list[Any] = []
 
     def sns() -> Any:
@@ -57,14 +56,23 @@ def build_service(
             sns_client.append(boto3.session.Session().client("sns", region_name=settings.region))
         return sns_client[0]
 
+    return SnsAnnouncer(sns, lambda: link_signer(settings), settings.approvals_public_url)
+
+
+def build_service(
+    settings: ApprovalsSettings,
+    control: ControlPlaneSettings,
+    slack: SlackWeb | None = None,
+    sns: SnsAnnouncer | None = None,
+) -> ApprovalService:
+    """The service with the channels its caller uses: requests are announced on ``slack`` and ``sns``,
+    decisions rewrite the ``slack`` message. A Lambda passes only what it needs, so its role grants
+    only what those channels read (the Slack secret, the link key, SNS)."""
     return ApprovalService(
         approvals=DynamoApprovalStore(settings),
         allowances=DynamoAllowanceStore(settings),
         policies=CachedPolicyStore(DynamoPolicyStore(control), control.policy_cache_seconds),
         policy_name=control.policy_name,
-        slack=slack or slack_web(settings),
-        sns=SnsAnnouncer(sns, lambda: link_signer(settings), settings.approvals_public_url),
+        slack=slack,
+        sns=sns,
     )
-
-
-

@@ -36,6 +36,7 @@ forwarded as the same bytes object.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from shared.guard.verdict import Action
 from shared.pg.masking.engine import ColumnPlan, CopyFormat, ResultMasker
 from shared.pg.sql.classify import classify
-from shared.pg.sql.engine import Decision, GuardrailEngine, first_block
+from shared.pg.sql.engine import Decision, GuardrailEngine
 from shared.pg.sql.kinds import ClassifiedStatement, Effect, StatementKind
 from shared.pg.sql.lexing import LEXING_SETTINGS, LexingState, Unjudgeable, sensitive
 from shared.pg.sql.prepared import Namespace, PendingChange, observe_sql, resolve_all
@@ -57,6 +58,7 @@ _FIRST_STATEMENT_CHARS = 4096
 # Words in a Query that may change the prepared-statement namespace (checked before classifying a Query
 # when no guardrails classify every statement anyway).
 _NAMESPACE_WORDS = (b"prepare", b"deallocate", b"discard")
+_APPROVED = "approved"  # a held statement's decision once an approver let it through
 _IN_BATCH = (
     "it contains non-ASCII characters or backslashes and follows, in the same pipeline and before a Sync, a "
     "statement that may change how the server reads SQL (the server reports such changes only at the Sync); "
@@ -116,6 +118,18 @@ class AlertEvent:
 RelayEvent = DecisionEvent | StatementEvent | MaskEvent | AlertEvent
 
 
+@dataclass(frozen=True, slots=True)
+class HoldRequest:
+    """A statement the guardrails hold: what to ask an approver about."""
+
+    decision: Decision
+    text: str  # the whole request held (a Query's text, or the bound statement's)
+    kinds: tuple[str, ...]
+    tables: tuple[str, ...]
+    protocol: str  # "simple" or "extended"
+    key: str  # identifies the held message when it is fed in again
+
+
 @dataclass(slots=True)
 class Output:
     to_peer: list[bytes] = field(default_factory=list)
@@ -135,6 +149,9 @@ class Output:
     resume: bool = False
     # End the session with this FATAL (sqlstate, message).
     fatal: tuple[str, str] | None = None
+    # Agent side: a statement is held for approval (it is the first message of ``deferred``): ask, then
+    # ``settle_hold`` and feed the deferred messages in again.
+    hold: HoldRequest | None = None
 
 
 @dataclass(slots=True)
@@ -230,7 +247,9 @@ class Relay:
         self._batch_changes_lexing = False
         self._batch_executed = False
         self._batch_exposed = False
-        self._waiting = False
+        self._waiting = False  # the agent's stream waits: for lexing settings, or for an approval
+        self._holding: HoldRequest | None = None
+        self._settled: tuple[str, Refusal | None] | None = None  # a held message's outcome: (key, refusal)
         # An extended-protocol message of this batch was refused: the server skips the rest up to the Sync.
         self._skipping = False
         self._query_changes: list[PendingChange[_Prepared] | None] = []
@@ -258,6 +277,19 @@ class Relay:
     def observe_parameter(self, name: str, value: str) -> None:
         """A ParameterStatus the server sent before the relay started (the start-up greeting)."""
         self.lexing.observe(name, value)
+
+    def settle_hold(self, hold: HoldRequest, refusal: Refusal | None) -> None:
+        """The held statement was approved (``refusal`` None) or must be refused with ``refusal``. The
+        I/O layer then feeds the deferred messages in again; the held one is judged afresh (a new policy
+        may deny it now) and, if still held, goes through or is refused as settled here."""
+        if self._holding is not None and self._holding.key == hold.key:
+            self._holding = None
+            self._waiting = False
+        self._settled = (hold.key, refusal)
+
+    @property
+    def holding(self) -> HoldRequest | None:
+        return self._holding
 
     # ------------------------------------------------------------------ agent -> backend
 
@@ -321,15 +353,26 @@ class Relay:
         self._query_changes = []
         if self.guard is not None:
             decisions = [self.guard.unjudgeable(sql, problem)] if problem else self.guard.judge(sql, self._sql_names)
-            out.events.extend(DecisionEvent(d, "simple") for d in decisions)
         elif any(w in raw.lower() for w in _NAMESPACE_WORDS):
             for stmt in classify(sql):
                 self._sql_names.observe(stmt)
-        block = first_block(decisions) if decisions else None
+        block: Blocker | None = next((d for d in decisions if d.blocks and d.action is Action.DENY), None)
+        held = next((d for d in decisions if d.blocks and d.action is Action.HOLD), None)
+        approved = False
+        if block is None and held is not None:
+            outcome = self._held(held, raw, sql, "simple", out)
+            if isinstance(outcome, _Wait):  # the whole Query waits for a human; nothing of it was sent
+                out.events.extend(DecisionEvent(d, "simple") for d in decisions)
+                for change in (unnamed, *self._query_changes):
+                    self.names.drop(change)
+                return _WAIT
+            block, approved = outcome, outcome is None
+        out.events.extend(DecisionEvent(d, "simple") for d in decisions if not (d.action is Action.HOLD and d.blocks))
         changes = self._query_changes if self._query_changes else []
         if decisions:
             statements = [
-                _Statement(d.statement, d.kind.value, d.action.value, d.rule, now_ns, d.classified.copy_format,
+                _Statement(d.statement, d.kind.value, _APPROVED if approved and d.action is Action.HOLD else
+                           d.action.value, d.rule, now_ns, d.classified.copy_format,
                            changes[i] if i < len(changes) else None)
                 for i, d in enumerate(decisions)
             ]
@@ -341,8 +384,10 @@ class Relay:
         if blocker is not None:
             for st in statements:
                 self.names.drop(st.change)
-            if block is not None:
+            if isinstance(block, Decision):
                 statements = [_Statement(block.statement, block.kind.value, block.action.value, block.rule, now_ns)]
+            elif block is not None:  # a held statement an approver (or time) refused
+                statements = [_Statement(sql, statements[0].kind, Action.HOLD.value, block.rule, now_ns)]
             else:
                 statements = [_Statement(sql, statements[0].kind, "refuse", "", now_ns)]
         lexing = blocker is None and self.guard is not None and (
@@ -397,7 +442,7 @@ class Relay:
         self._skipping = True
         return m.build_parse(parse.name, self._deny(blocker))
 
-    def _on_bind(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
+    def _on_bind(self, body: bytes, now_ns: int, out: Output) -> bytes | _Wait | None:
         if self._skipping:
             self._skipped("bind")
             return None
@@ -405,7 +450,10 @@ class Relay:
         options = tuple(self.names.possible(bind.statement))
         portal = _Portal(options[0] if len(options) == 1 else None, bind.result_formats, options=options)
         expect = _Expect("bind")
-        blocker = self._judge_run(options, now_ns, out)
+        judged = self._judge_run(options, body, out)
+        if isinstance(judged, _Wait):
+            return _WAIT
+        blocker = judged
         if blocker is None:
             expect.change, expect.names = self.portals.propose(bind.portal, portal), self.portals
         self._push(expect)
@@ -425,7 +473,7 @@ class Relay:
             self._push(_Expect("describe", portal=portal))
         return None
 
-    def _on_execute(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
+    def _on_execute(self, body: bytes, now_ns: int, out: Output) -> bytes | _Wait | None:
         if self._skipping:
             self._skipped("execute", [_Statement("", "", "", "", now_ns)])
             return None
@@ -433,7 +481,10 @@ class Relay:
         portals = self.portals.possible(name)
         portal = portals[0] if len(portals) == 1 else None
         options = tuple(p for q in portals for p in (q.options if q is not None else (None,)))
-        blocker = self._judge_run(options, now_ns, out)
+        judged = self._judge_run(options, body, out)
+        if isinstance(judged, _Wait):
+            return _WAIT
+        blocker = judged
         if blocker is not None:
             return self._denial_parse(blocker, now_ns, out)
         self._batch_executed = True
@@ -498,10 +549,10 @@ class Relay:
         self._expect.append(expect)
 
     def _judge_run(
-        self, options: tuple[_Prepared | None, ...], now_ns: int, out: Output
-    ) -> Blocker | None:
+        self, options: tuple[_Prepared | None, ...], message: bytes, out: Output
+    ) -> Blocker | _Wait | None:
         """Bind / Execute: the strictest decision over every statement the name may run, under the
-        current grant; the blocker when it must not run."""
+        current grant; the blocker when it must not run, ``_WAIT`` while it is held for approval."""
         if self.guard is None:
             return self._refusal
         guard = self.guard
@@ -517,9 +568,32 @@ class Relay:
             decision = guard.decide_any(candidates)
             if len(options) == 1 and options[0] is not None:
                 options[0].verdict = (guard, decision)
+        if decision.blocks and decision.action is Action.HOLD:
+            text = next((o.statement.text for o in options if o is not None), "")
+            outcome = self._held(decision, message, text, "extended", out)
+            if isinstance(outcome, _Wait):
+                out.events.append(DecisionEvent(decision, "extended"))
+                return _WAIT
+            return outcome or self._refusal
         if decision.action is not Action.ALLOW:
             out.events.append(DecisionEvent(decision, "extended"))
         return decision if decision.blocks else self._refusal
+
+    def _held(
+        self, decision: Decision, message: bytes, text: str, protocol: str, out: Output
+    ) -> Refusal | _Wait | None:
+        """A statement the guardrails hold: ``_WAIT`` until ``settle_hold``; then None when it was approved,
+        or the refusal it was settled with."""
+        key = protocol[0] + hashlib.sha256(message).hexdigest()
+        settled = self._settled
+        if settled is not None and settled[0] == key:
+            self._settled = None
+            return settled[1]
+        stmt = decision.classified
+        hold = HoldRequest(decision, text, tuple(sorted(k.value for k in stmt.kinds)),
+                           tuple(sorted({t.qualified.lower() for t in stmt.tables})), protocol, key)
+        self._holding, self._waiting, out.hold = hold, True, hold
+        return _WAIT
 
     def _denial_parse(self, blocker: Blocker, now_ns: int, out: Output) -> bytes:
         """Replace a Bind or Execute with a Parse that fails, under a name nothing uses: the server raises

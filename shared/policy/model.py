@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from shared.approvals.policy import ApprovalsPolicy, Member
-from shared.controlplane import BackendTLS, RecordingMode
+from shared.controlplane import BackendRef, BackendTLS, RecordingMode
 from shared.guard.scope import RuleScope
 from shared.guard.verdict import Action
 from shared.k8s.policy import KubernetesAccess, KubernetesGuardrails, KubernetesTargetSpec
@@ -97,6 +97,17 @@ class TargetSpec(_Strict):
     tls: BackendTLS = BackendTLS.PREFER
     tls_ca_pem: str | None = None
     databases: list[Name] = Field(min_length=1)
+
+    def backend_ref(self, database: str) -> BackendRef:
+        """What a grant tells the proxy about this target: where, how, and which secret to log in with."""
+        return BackendRef(
+            host=self.host,
+            port=self.port,
+            database=database,
+            credential_secret=self.credential_secret,
+            tls=self.tls,
+            tls_ca_pem=self.tls_ca_pem,
+        )
 
 
 def _engine(value: Any) -> str:

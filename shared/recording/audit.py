@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, field_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from .uploader import backoff_delay
 
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 STATEMENT_LIMIT: Final = 4096  # bytes of UTF-8 statement text kept per line
 AUDIT_PREFIX: Final = "audit/"
+
+
+# Fields only the approval decision lines carry (absent, not null, elsewhere).
+APPROVAL_FIELDS = frozenset({"approval_id", "decided_by", "decided_via"})
 
 
 class AuditEvent(BaseModel):
@@ -57,6 +61,11 @@ class AuditEvent(BaseModel):
     duration_ms: float | None = None
     error_code: str | None = None  # SQLSTATE of the error the agent saw, if any
     reason: str | None = None  # why (for decisions)
+    # Approvals (decision lines approval_requested / approval_approved / ...): which one, who decided, how.
+    # Written only on the lines that have them (statement lines stay as the compiled tape writes them).
+    approval_id: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    decided_by: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    decided_via: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="before")
     @classmethod

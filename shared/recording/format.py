@@ -217,6 +217,20 @@ def session_prefix(session_id: str, started_at: str) -> str:
     return f"sessions/dt={parse_timestamp(started_at).date().isoformat()}/{session_id}/"
 
 
+MANIFEST_INDEX_PREFIX: Final = "manifests/"
+
+
+def manifest_index_key(prefix: str) -> str:
+    """``manifests/dt=YYYY-MM-DD/<session id>.json`` for the session at ``prefix``.
+
+    A verbatim copy of the manifest, apart from the chunks: the Athena table ``airlock_sessions`` reads
+    this prefix, where nothing but manifests lies (a table over ``sessions/`` would scan every chunk)."""
+    parts = prefix.split("/")
+    if len(parts) != 4 or parts[0] != "sessions" or not parts[1].startswith("dt=") or not parts[2] or parts[3]:
+        raise ValueError(f"not a session prefix: {prefix!r}")
+    return f"{MANIFEST_INDEX_PREFIX}{parts[1]}/{parts[2]}.json"
+
+
 def chunk_name(index: int) -> str:
     # Zero-padded so that a lexical listing is chunk order.
     return f"{index:08d}.chunk"

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .format import MANIFEST_NAME
+from .format import MANIFEST_NAME, manifest_index_key
 from .recorder import SealedChunk
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -64,7 +64,10 @@ class ChunkStore:
         self.put_locked(chunk.key, chunk.data, retain_until, sha256=chunk.sha256)
 
     def put_manifest(self, prefix: str, data: bytes, retain_until: datetime) -> None:
+        """The manifest, then its copy in the manifest index (docs/audit-events.md), both write-once: a
+        retry after a failure between the two finds the first in place and writes the second."""
         self.put_locked(prefix + MANIFEST_NAME, data, retain_until, content_type="application/json")
+        self.put_locked(manifest_index_key(prefix), data, retain_until, content_type="application/json")
 
     def put_locked(
         self,

@@ -36,7 +36,7 @@ from shared.approvals.dynamo import DynamoAllowanceStore, DynamoApprovalStore
 from shared.approvals.links import LinkClaims, LinkSigner
 from shared.approvals.model import Approval, Verdict
 from shared.approvals.settings import ApprovalsSettings, approvals_settings
-from shared.approvals.wiring import build_service
+from shared.approvals.wiring import build_service, slack_web, sns_announcer
 from shared.config import ControlPlaneSettings, control_plane_settings
 
 CHANNEL = "#db-approvals"
@@ -181,7 +181,8 @@ class World:
         return DynamoAllowanceStore(self.settings)
 
     def service(self) -> Any:
-        return build_service(self.settings, ControlPlaneSettings())
+        settings = self.settings
+        return build_service(settings, ControlPlaneSettings(), slack_web(settings), sns_announcer(settings))
 
 
 def _clear_caches() -> None:

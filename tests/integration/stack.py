@@ -58,7 +58,9 @@ class AirlockStack:
             f"sslmode={sslmode} password={password}"
         )
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "airlock.cli", "--state-dir", str(self.state_dir), *args],
             capture_output=True,
@@ -66,7 +68,7 @@ class AirlockStack:
             check=check,
             cwd=ROOT,
             timeout=60,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
         )
 
     def env(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ from airlock.devstack.lambda_endpoint import LambdaEndpoint, start_lambda_endpoi
 from airlock.devstack.provision import StackResources
 from proxy.approvals import ApprovalRefused, ApprovalsClient, ApprovalsUnavailable
 from proxy.invoke import LambdaInvoker
-from shared.approvals.dynamo import DynamoAllowanceStore, DynamoApprovalStore
+from shared.approvals.dynamo import DynamoAllowanceStore, DynamoAllowanceUses, DynamoApprovalStates
 from shared.approvals.model import ApprovalRequest, ApprovalStatus, Approver, DecisionChannel, Verdict
 from shared.approvals.settings import ApprovalsSettings
 from tests.integration.approvals_world import World, slack_standin, sns_inbox, world  # noqa: F401 - fixtures
@@ -144,7 +144,7 @@ def test_close_withdraws_everything_still_waiting(world: World, client: Approval
 
 
 def test_failing_reads_never_approve_and_the_deadline_learns_the_truth(world: World, client: ApprovalsClient) -> None:  # noqa: F811
-    client.approvals = DynamoApprovalStore(ApprovalsSettings(approvals_table="no-such-table"))
+    client.approvals = DynamoApprovalStates(ApprovalsSettings(approvals_table="no-such-table"))
     service = world.service()
 
     async def scenario() -> None:
@@ -246,7 +246,7 @@ def test_allowances_are_found_reused_counted_and_revoked(world: World, client: A
 
 
 def test_allowance_lookup_errors_mean_no_allowance(client: ApprovalsClient) -> None:
-    client.allowances = DynamoAllowanceStore(ApprovalsSettings(allowances_table="no-such-table"))
+    client.allowances = DynamoAllowanceUses(ApprovalsSettings(allowances_table="no-such-table"))
     found = asyncio.run(client.allowance_for(protocol="postgres", identity="ci", target="demo", database="demo",
                                              kinds=["delete"], tables=["customers"]))  # fmt: skip
     assert found is None

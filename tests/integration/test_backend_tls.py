@@ -14,13 +14,17 @@ from pathlib import Path
 
 import pytest
 import trustme
+import yaml
 
 from airlock.devstack.stack import free_port
 from proxy.credentials import BackendCredential
 from proxy.pg.backend import BackendConnection, BackendError, connect_backend
+from proxy.pg.cancel import CancelRegistry, CancelTarget
 from shared.controlplane import BackendRef, BackendTLS
 from shared.pg.wire import messages as m
 from shared.pg.wire.constants import PROTOCOL_3_0
+from tests.integration.stack import AirlockStack
+from tests.integration.test_targets_cli import policy_with
 
 SERVER_NAME = "db.airlock.internal"  # deliberately not 127.0.0.1: verify-full must notice
 
@@ -166,3 +170,48 @@ def test_tls_required_but_server_refuses(tls_postgres: TlsPostgres) -> None:
     # md5_user may only connect without TLS; with TLS required the hba rejects it: a clean refusal.
     with pytest.raises(BackendError):
         asyncio.run(_login(tls_postgres, BackendTLS.REQUIRE, "md5_user", "md5-secret"))
+
+
+def test_cancel_over_tls_returns_once_the_server_has_closed(tls_postgres: TlsPostgres) -> None:
+    ref = BackendRef(host="127.0.0.1", port=tls_postgres.port, database="postgres", credential_secret="unused",
+                     tls=BackendTLS.REQUIRE)
+    registry = CancelRegistry()
+
+    async def run() -> None:
+        conn = await _login(tls_postgres, BackendTLS.REQUIRE, "scram_user", "scram-secret")
+        registry.register(conn.pid, b"agent-key", CancelTarget(ref, conn.pid, conn.key))
+        conn.writer.write(m.build_query("SELECT pg_sleep(20)"))
+        await asyncio.sleep(0.2)
+        assert await registry.cancel(conn.pid, b"agent-key", timeout=10)
+        mtype, body = 0, b""
+        while mtype != ord("E"):  # RowDescription comes first
+            mtype, body, _ = await asyncio.wait_for(conn.messages.read_message(), 5)
+        assert m.parse_error_fields(body)["C"] == "57014"
+        conn.writer.close()
+
+    asyncio.run(run())
+
+
+def test_targets_check_names_tls_verification_failures(
+    tls_postgres: TlsPostgres, stack: AirlockStack, tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(tls_postgres.ca_pem)
+    added = stack.cli("targets", "add", "tlspg", "--host", "127.0.0.1", "--port", str(tls_postgres.port),
+                      "--database", "postgres", "--user", "scram_user", "--credential-from-env", "PW",
+                      "--tls", "verify-ca", "--tls-ca-file", str(ca_file), check=False, env={"PW": "scram-secret"})
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "ok    tls     TLSv1.3, certificate chain verified" in added.stdout
+    assert "(SCRAM-SHA-256-PLUS)" in added.stdout
+    entry = yaml.safe_load(added.stdout[added.stdout.index("targets:"):])["targets"]["tlspg"]
+    assert entry["tls_ca_pem"] == tls_postgres.ca_pem
+    path = policy_with(stack, tmp_path, {
+        "tlspg": entry,
+        "wrongname": {**entry, "tls": "verify-full"},  # the certificate is for db.airlock.internal
+        "wrongca": {**entry, "tls_ca_pem": tls_postgres.other_ca_pem},
+    })  # fmt: skip
+    assert stack.cli("targets", "check", "tlspg", "--policy", str(path)).stdout.rstrip().endswith("ready")
+    for name, reason in (("wrongname", "IP address mismatch"), ("wrongca", "unable to get local issuer certificate")):
+        out = stack.cli("targets", "check", name, "--policy", str(path), check=False)
+        assert out.returncode == 1, out.stdout
+        assert "FAIL  tls     certificate verification failed" in out.stdout and reason in out.stdout, out.stdout

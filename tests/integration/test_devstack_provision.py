@@ -135,11 +135,20 @@ def test_function_environment_maps_to_control_plane_settings(provisioned_stack: 
     assert env["AIRLOCK_APPROVALS_TOPIC_ARN"] == ids["ApprovalsTopic"]
     assert env["POWERTOOLS_SERVICE_NAME"] == "airlock"
     assert provisioned_stack.lambda_functions() == {
-        f"{TEST_STACK}-authorize": "functions/authorize/app.handler",
-        f"{TEST_STACK}-sweeper": "functions/sweeper/app.handler",
-        f"{TEST_STACK}-approvals": "functions/approvals/app.handler",
-        f"{TEST_STACK}-slack-interactions": "functions/slack_interactions/app.handler",
-        f"{TEST_STACK}-approval-links": "functions/approval_links/app.handler",
+        f"{TEST_STACK}-authorize": "app.handler",
+        f"{TEST_STACK}-sweeper": "app.handler",
+        f"{TEST_STACK}-approvals": "app.handler",
+        f"{TEST_STACK}-slack-interactions": "app.handler",
+        f"{TEST_STACK}-approval-links": "app.handler",
+    }
+    # Each function's code is its own directory (CodeUri), never the repository.
+    code = {f.name: f.code_root.relative_to(TEMPLATE.parent).as_posix() for f in provisioned_stack.functions.values()}
+    assert code == {
+        f"{TEST_STACK}-authorize": "functions/authorize",
+        f"{TEST_STACK}-sweeper": "functions/sweeper",
+        f"{TEST_STACK}-approvals": "functions/approvals",
+        f"{TEST_STACK}-slack-interactions": "functions/slack_interactions",
+        f"{TEST_STACK}-approval-links": "functions/approval_links",
     }
 
     from shared.config import ControlPlaneSettings
@@ -194,3 +203,17 @@ def test_resolver_handles_short_tags() -> None:
     assert TEMPLATE_DOC["Resources"]["ProxyTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0][
         "Resource"
     ] == {"Fn::GetAtt": ["AuthorizeFunction", "Arn"]}
+
+
+def test_audit_tables_match_template(provisioned_stack: StackResources) -> None:  # noqa: F811
+    glue = boto3.client("glue")
+    database = provisioned_stack.physical_ids["AuditDatabase"]
+    assert database == TEMPLATE_DOC["Parameters"]["AuditDatabaseName"]["Default"]
+    for logical_id in ("AuditEventsTable", "AuditSessionsTable"):
+        declared = _props(logical_id)["TableInput"]
+        table = glue.get_table(DatabaseName=database, Name=declared["Name"])["Table"]
+        assert table["StorageDescriptor"]["Columns"] == declared["StorageDescriptor"]["Columns"]
+        assert table["PartitionKeys"] == declared["PartitionKeys"]
+        bucket = provisioned_stack.physical_ids["SessionsBucket"]
+        assert table["StorageDescriptor"]["Location"].startswith(f"s3://{bucket}/")
+        assert table["Parameters"]["projection.dt.type"] == "date"

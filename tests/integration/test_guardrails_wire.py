@@ -40,7 +40,6 @@ def test_psql_cannot_drop_customers(stack: AirlockStack) -> None:
         ("SET ROLE postgres", "no-server-side-effects"),
         ("SELECT set_config('role', 'postgres', false)", "no-server-side-effects"),
         ("COPY (SELECT 1) TO PROGRAM 'id'", "no-server-side-effects"),
-        ("DO $$ BEGIN EXECUTE 'DROP TABLE customers'; END $$", "opaque-code-needs-approval"),
         ("EXPLAIN ANALYZE DELETE FROM orders", "no-unbounded-writes"),
     ],
 )

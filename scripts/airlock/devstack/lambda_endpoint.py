@@ -6,8 +6,9 @@ a handler exception is a 200 with ``X-Amz-Function-Error: Unhandled`` and Lambda
 unknown function is a 404 ``ResourceNotFoundException``. Point boto3 at it with
 ``AWS_ENDPOINT_URL_LAMBDA``; request signatures are not checked.
 
-Handlers are imported lazily (``functions/authorize/app.handler`` -> module ``functions.authorize.app``
-under the function's CodeUri) and run in a thread pool so a slow handler never blocks the endpoint.
+Handlers are imported lazily (CodeUri ``functions/authorize/``, handler ``app.handler`` -> module
+``functions.authorize.app``, see ``_module_name``) and run in a thread pool so a slow handler never
+blocks the endpoint. Layers need nothing here: ``shared/`` is importable from the repository already.
 Lambda gives each function its own process and environment; here all functions share this process,
 so the union of their template environments is put into ``os.environ`` once, at start-up. Functions
 whose templates disagree on a variable cannot share one endpoint (``start`` refuses). The variable
@@ -33,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -110,12 +112,24 @@ class Functions:
             raise _RuntimeFailure("Runtime.MarshalError", f"Unable to marshal response: {e}") from e
 
 
+def _module_name(code_root: Path, module_path: str) -> tuple[Path, str]:
+    """Where to import a handler module from, and under which name.
+
+    A CodeUri that is itself a package (``functions/authorize/`` with an ``__init__.py``) is imported
+    from the first directory above it that is not one, under its full dotted name
+    (``functions.authorize.app``): the name tests and tools import it by, so one process never holds
+    two copies of the module. Elsewhere the CodeUri is the import root, as in Lambda."""
+    root, parts = code_root, module_path.split("/")
+    while (root / "__init__.py").exists():
+        root, parts = root.parent, [root.name, *parts]
+    return root, ".".join(parts)
+
+
 def _import_handler(function: LambdaFunction) -> Handler:
     module_path, _, attribute = function.handler.rpartition(".")
-    module_name = module_path.replace("/", ".")
-    code_root = str(function.code_root)
-    if code_root not in sys.path:
-        sys.path.insert(0, code_root)
+    root, module_name = _module_name(function.code_root, module_path)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     try:
         module = importlib.import_module(module_name)
     except Exception as e:

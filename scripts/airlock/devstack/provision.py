@@ -1,12 +1,15 @@
 """Create the control plane's data resources from ``template.yaml`` itself, through boto3.
 
 Tables (keys, GSIs, billing, TTL, PITR, SSE), the Object Lock bucket, the KMS signing key and its alias,
-SNS topics and Secrets Manager secrets are created from their own ``Properties``, so the local stack
-cannot drift from the template. Whatever endpoint the environment points boto3 at (``AWS_ENDPOINT_URL``)
-receives them. Re-running against existing resources is a no-op that returns the same
-``StackResources``. Resources the local stack does not emulate (IAM, ECS, load balancers, ...) are
-skipped; ``AWS::Serverless::Function`` resources are not created but described, for the local Lambda
-endpoint, together with their ``HttpApi`` events (routes), for the local HTTP API endpoint.
+SNS topics, Secrets Manager secrets, and the Glue database and tables are created from their own
+``Properties``, so the local stack cannot drift from the template (``airlock audit query`` reads the Glue
+tables back to run SQL on DuckDB). Athena's workgroup and named queries are not: moto's Athena speaks the
+JSON protocol, and botocore now calls Athena over REST-JSON; locally the named queries are read from the
+template itself. Whatever endpoint the environment points boto3 at (``AWS_ENDPOINT_URL``) receives them.
+Re-running against existing resources is a no-op that returns the same ``StackResources``. Resources the
+local stack does not emulate (IAM, ECS, load balancers, ...) are skipped; ``AWS::Serverless::Function``
+resources are not created but described, for the local Lambda endpoint, together with their ``HttpApi``
+events (routes), for the local HTTP API endpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class LambdaFunction:
     logical_id: str
     name: str
     arn: str
-    handler: str  # e.g. "functions/authorize/app.handler", relative to code_root
+    handler: str  # e.g. "app.handler", relative to code_root
     code_root: Path
     memory_mb: int
     timeout_seconds: int
@@ -314,6 +317,32 @@ def _http_api(session: boto3.session.Session, r: Resolver, logical_id: str, prop
     r.refs[logical_id] = f"local{logical_id.lower()}"
 
 
+# -- Glue and Athena (the audit tables and named queries)
+
+
+def _glue_database(session: boto3.session.Session, r: Resolver, logical_id: str, props: Any) -> None:
+    p = r.resolve(props)
+    glue = session.client("glue")
+    try:
+        glue.create_database(DatabaseInput=p["DatabaseInput"])
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "AlreadyExistsException":
+            raise
+    r.refs[logical_id] = p["DatabaseInput"]["Name"]
+
+
+def _glue_table(session: boto3.session.Session, r: Resolver, logical_id: str, props: Any) -> None:
+    p = r.resolve(props)
+    glue = session.client("glue")
+    try:
+        glue.create_table(DatabaseName=p["DatabaseName"], TableInput=p["TableInput"])
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "AlreadyExistsException":
+            raise
+        glue.update_table(DatabaseName=p["DatabaseName"], TableInput=p["TableInput"])
+    r.refs[logical_id] = p["TableInput"]["Name"]
+
+
 # -- Lambda (described, not created: the local Lambda endpoint serves them)
 
 
@@ -374,6 +403,8 @@ _CREATORS: dict[str, _Creator] = {
     "AWS::SNS::Topic": _topic,
     "AWS::SecretsManager::Secret": _secret,
     "AWS::Serverless::HttpApi": _http_api,
+    "AWS::Glue::Database": _glue_database,
+    "AWS::Glue::Table": _glue_table,
     "AWS::Serverless::Function": _function_name,
 }
 _ORDER = tuple(_CREATORS)

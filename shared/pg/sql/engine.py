@@ -127,10 +127,15 @@ class GuardrailEngine:
         self._parsed: OrderedDict[str, tuple[tuple[ClassifiedStatement, ...], str | None]] = OrderedDict()
         self._shape_decisions: OrderedDict[str, Decision] = OrderedDict()
         self._shapes: OrderedDict[str, ClassifiedStatement] = OrderedDict()
+        self._by_name = {r.name: r for r in self.rules}
         self.read_only = policy.access == "read_only"
         self._default_reason = "" if policy.default is Action.ALLOW else "not allowed by default"
         self.hits = 0
         self.misses = 0
+
+    def rule(self, name: str) -> GuardRule | None:
+        """The in-scope rule called ``name`` (None for "default", "unknown", "read_only")."""
+        return self._by_name.get(name)
 
     def judge(self, sql: str, session: SessionNames | None = None) -> list[Decision]:
         """One decision per statement of ``sql`` (an empty list for an empty query).

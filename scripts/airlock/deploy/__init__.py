@@ -1,0 +1,1 @@
+"""Deployment checks: what ``sam build`` produces, and the proxy image's file tree."""
