@@ -148,6 +148,8 @@ class Exchange:
             if not outcome.approved:
                 return self._refuse(outcome.message, verdict)
             warning = f'299 - "Airlock: {outcome.message}"'
+        if not self.session.usable():  # ended while the request waited (revoked, expired): it never runs
+            raise GatewayRefusal(401, f"Airlock ended this session ({self.session.end_reason or 'expired'})")
         await self._durable()
         if upgrade is not None:
             return await self._relay(info, upgrade)
@@ -422,6 +424,10 @@ class Exchange:
         if len(data) > limit:
             raise GatewayRefusal(502, f"the answer is larger than the {limit} bytes Airlock masks; ask for fewer "
                                       "objects (--chunk-size, a label selector)")  # fmt: skip
+        if not data.strip():  # no body (a HEAD, an empty answer): nothing to mask
+            self.status = upstream.status
+            self.record_response_head(upstream.status, upstream.reason or "", headers.items())
+            return web.Response(status=upstream.status, headers=headers, body=data)
         try:
             value = loads_json(data)
         except ValueError as e:

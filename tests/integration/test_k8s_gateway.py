@@ -332,7 +332,8 @@ def latest_session(stack: AirlockStack, identity: str, status: str = "closed") -
     sessions: list[dict[str, Any]] = []
 
     def look() -> bool:
-        listed = stack.cli("sessions", "list", "--identity", identity, "--status", status, "--json").stdout
+        listed = stack.cli("sessions", "list", "--identity", identity, "--target", stack.info["kubernetes"]["target"],
+                           "--status", status, "--json").stdout  # fmt: skip
         sessions[:] = [json.loads(line) for line in listed.splitlines()]
         return bool(sessions)
 
