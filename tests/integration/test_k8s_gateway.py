@@ -22,6 +22,7 @@ import yaml
 
 from airlock.devstack.kube import KubeStandin
 from airlock.devstack.kube.seed import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, TEST_CARD, TEST_CARD_2
+from airlock.devstack.kubectl import ensure_helm
 from airlock.devstack.stack import free_port, wait_for_port
 from airlock.kube_cli import kubeconfig
 from tests.integration.kube_clients import Kubectl, kubectl_120, kubectl_136
@@ -379,24 +380,52 @@ def test_an_exec_plugin_kubeconfig(stack: AirlockStack, homes: Path) -> None:
     kubectl = Kubectl(kubectl_136(), path)
     env = {**stack.env(), "PATH": os.environ["PATH"]}
     assert "default" in kubectl.ok("get", "namespaces", env=env)
+    printed = homes / "printed" / "config"
+    printed.parent.mkdir(parents=True)
+    printed.write_text(stack.cli("kubeconfig", "analyst", "--static-token").stdout)
+    assert "airlock:view" in Kubectl(kubectl_136(), printed).ok("auth", "whoami")
+
+
+def test_helm_through_the_gateway_with_revealed_secrets(stack: AirlockStack, homes: Path, deployer: Kubectl,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """Helm keeps its releases in Secrets (protobuf bodies, label selectors, protobuf DeleteOptions): it works
+    for a binding that reveals Secrets; everyone else still sees them masked."""
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: '{{ .Release.Name }}-cfg'}\n"
+        "data: {greeting: '{{ .Values.greeting }}'}\n")
+    (chart / "values.yaml").write_text("greeting: hello\n")
+    helm = Kubectl(ensure_helm(), write_config(stack, "ci-nightly", homes))
+    assert "STATUS: deployed" in helm.ok("install", "gw-greeter", str(chart))
+    helm.ok("upgrade", "gw-greeter", str(chart), "--set", "greeting=bonjour")  # reads the release back
+    assert deployer.ok("get", "configmap", "gw-greeter-cfg", "-o", "jsonpath={.data.greeting}") == "bonjour"
+    release = deployer.ok("get", "secret", "sh.helm.release.v1.gw-greeter.v2", "-o", "jsonpath={.data.release}")
+    assert release == "KioqKg=="
+    assert helm.ok("uninstall", "gw-greeter").strip() == 'release "gw-greeter" uninstalled'
 
 
 # ---------------------------------------------------------------------- revocation ends a live watch
 
 
-def test_revocation_ends_a_live_watch(stack: AirlockStack, homes: Path, deployer: Kubectl) -> None:
+def test_revocation_ends_a_live_watch_and_exec(stack: AirlockStack, homes: Path, deployer: Kubectl) -> None:
     contractor = as_identity(stack, homes, "contractor")
     watch = contractor.popen("get", "secrets", "-w", "-o", "json")
+    shell = contractor.popen("exec", PAYMENTS_POD, "--", "sleep", "60")
     try:
         time.sleep(1.5)
         deployer.ok("create", "secret", "generic", "gw-watched", f"--from-literal=card={TEST_CARD}")
         stack.cli("identity", "revoke", "contractor", "--reason", "offboarded")
         output = watch.communicate(timeout=30)[0]
+        ended = shell.communicate(timeout=30)[0]
     finally:
-        if watch.poll() is None:
-            os.kill(watch.pid, signal.SIGKILL)
+        for process in (watch, shell):
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
         stack.cli("identity", "reinstate", "contractor")
         deployer.run("delete", "secret", "gw-watched")
+    assert shell.returncode != 0 and "Airlock ended this session" in ended and "offboarded" in ended, ended
     clean(output)
     assert '"name": "gw-watched"' in output
     # The watch ended by itself (the grant lasts 5 s here), with the API server's way of ending a watch: an
