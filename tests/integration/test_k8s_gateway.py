@@ -315,6 +315,12 @@ def test_bad_requests_get_clear_statuses(stack: AirlockStack) -> None:
     code, body = wire.json("GET", "/api/v1/namespaces/default/secrets?watch=1",
                            headers={"Connection": "Upgrade", "Upgrade": "websocket"})  # fmt: skip
     assert code == 400 and "only for pods/exec" in body["message"]
+    review = b'{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}'
+    code, body = wire.json("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review, headers={
+        "Content-Type": "application/json", "Impersonate-User": "kubernetes-admin",
+        "Impersonate-Group": "system:masters"})  # the agent's own impersonation is dropped, never honoured
+    assert code == 201 and body["status"]["userInfo"]["username"] == "airlock:deployer"
+    assert "system:masters" not in body["status"]["userInfo"]["groups"]
 
 
 # ---------------------------------------------------------------------- streams: exec, recorded and replayed
