@@ -47,6 +47,7 @@ from shared.k8s.judge import KubeRequest, Verdict
 from shared.k8s.negotiation import is_json, is_watch, maskable_accept
 from shared.k8s.objects import MASKED_KINDS, hint_kind
 from shared.k8s.requestinfo import RequestInfo, TargetError, decode_target, request_info
+from shared.k8s.streams import Recorded
 from shared.k8s.watch import WatchFramer, WatchStreamError
 from shared.masking.stream import StreamMasker
 from shared.recording.format import Direction, EventKind
@@ -139,7 +140,7 @@ class Exchange:
         self.detail = "summary" if verdict.effect.discovery else "full"
         text = self._record_request(info, body, raw, verdict)
         warning = None
-        if verdict.action is not Action.ALLOW and not (verdict.action is Action.HOLD and verdict.enforced):
+        if verdict.action is not Action.ALLOW:
             self._record_block(verdict, text)
         if verdict.blocks:
             if verdict.action is Action.DENY:
@@ -242,9 +243,13 @@ class Exchange:
         if data and self.detail == "full":
             self.session.record(direction, EventKind.HTTP_BODY, recorded.body_payload(self.number, data))
 
-    def record_stream(self, direction: Direction, channel: int, data: bytes) -> None:
-        if data:
-            self.session.record(direction, EventKind.STREAM, recorded.stream_payload(self.number, channel, data))
+    def record_streams(self, pieces: list[Recorded]) -> None:
+        """Pieces of an upgraded stream (exec, attach, port-forward), as the relays produce them."""
+        for piece in pieces:
+            if piece.data:
+                direction = Direction.AGENT_TO_PROXY if piece.from_agent else Direction.PROXY_TO_AGENT
+                payload = recorded.stream_payload(self.number, piece.channel, piece.data)
+                self.session.record(direction, EventKind.STREAM, payload)
 
     def _finish(self) -> None:
         verdict = self.verdict
@@ -398,6 +403,11 @@ class Exchange:
         tail = masker.flush() if masker is not None else b""
         if self.ending is not None and watch:
             tail += dumps(k8s_status.watch_error(self.ending))
+        await self._end_stream(response, tail)
+        return response
+
+    async def _end_stream(self, response: web.StreamResponse, tail: bytes) -> None:
+        """Send (and record) the last of a streamed answer, then its end."""
         if tail:
             with contextlib.suppress(ConnectionError):
                 await response.write(tail)
@@ -405,7 +415,6 @@ class Exchange:
             self.record_body(Direction.PROXY_TO_AGENT, tail)
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
-        return response
 
     async def _objects(self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], info: RequestInfo, *,
                        agent_masked: bool) -> web.StreamResponse:  # fmt: skip
@@ -468,14 +477,7 @@ class Exchange:
             log.error("watch stream of exchange %d unreadable: %s", self.number, e)
             self.ending = self.ending or k8s_status.failure(502, f"Airlock ended the watch: {e}")
             self.end_reason = str(e)
-        if self.ending is not None:
-            final = dumps(k8s_status.watch_error(self.ending))
-            with contextlib.suppress(ConnectionError):
-                await response.write(final)
-            self.bytes_out += len(final)
-            self.record_body(Direction.PROXY_TO_AGENT, final)
-        with contextlib.suppress(ConnectionError):
-            await response.write_eof()
+        await self._end_stream(response, dumps(k8s_status.watch_error(self.ending)) if self.ending else b"")
         return response
 
     async def _send_event(self, response: web.StreamResponse, event: Any, hint: str, agent_masked: bool) -> None:

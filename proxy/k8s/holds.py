@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.approvals.model import ApprovalRequest
@@ -32,10 +33,18 @@ class HoldOutcome:
 
 
 async def hold(session: K8sSession, exchange: int, verdict: Verdict, text: str) -> HoldOutcome:
-    """Wait for a decision on a held request (see the module docstring)."""
+    """Wait for a decision on a held request (see the module docstring). Each step is an APPROVAL event
+    (``step``: requested, approved, denied, expired, withdrawn, allowance_used, unavailable), as for SQL."""
     grant, approvals, judge = session.grant, session.ctx.approvals, session.judge
     assert grant is not None and judge is not None
     namespace = verdict.effect.namespace
+
+    def step(name: str, **fields: object) -> None:
+        session.decision(EventKind.APPROVAL, {
+            "step": name, "exchange": exchange, "statement": text.split("\n", 1)[0], "protocol": "kubernetes",
+            "statement_kind": verdict.effect.verb, "rule": verdict.rule,
+            **{k: v for k, v in fields.items() if v is not None}})  # fmt: skip
+
     if grant.approvals is None or approvals is None:
         return HoldOutcome(False, f"{verdict.message()}; approvals are not configured, so it is refused")
     allowance = await approvals.allowance_for(protocol="kubernetes", identity=grant.identity, target=grant.target,
@@ -46,9 +55,9 @@ async def hold(session: K8sSession, exchange: int, verdict: Verdict, text: str) 
         except ApprovalsUnavailable as e:
             log.warning("allowance %s: use not recorded (%s); holding as usual", allowance.allowance_id, e)
         else:
-            session.decision(EventKind.APPROVAL, {"exchange": exchange, "allowance_id": allowance.allowance_id,
-                                                  "approval_id": allowance.approval_id, "status": "approved",
-                                                  "decided_by": allowance.granted_by_name, "protocol": "kubernetes"})
+            step("allowance_used", approval_id=allowance.approval_id, allowance_id=allowance.allowance_id,
+                 decided_by=allowance.granted_by_name or allowance.granted_by,
+                 reason=f"allowance {allowance.allowance_id}")  # fmt: skip
             until = allowance.expires_at.strftime("%H:%M:%S UTC")
             return HoldOutcome(True, f"allowed by {allowance.allowance_id} from {allowance.granted_by_name} "
                                      f"(until {until})", allowance.approval_id)  # fmt: skip
@@ -66,30 +75,30 @@ async def hold(session: K8sSession, exchange: int, verdict: Verdict, text: str) 
         )  # fmt: skip
         held = await approvals.request(request, grant.approvals.where())
     except (ApprovalsUnavailable, ApprovalRefused, ValueError) as e:
-        session.decision(EventKind.APPROVAL, {"exchange": exchange, "status": "unavailable", "reason": str(e),
-                                              "protocol": "kubernetes"})
+        step("unavailable", reason=str(e))
         return HoldOutcome(False, f"{verdict.message()}; it could not be held for approval ({e}), so it is refused")
     approval = held.approval
     log.info("%s", held.notice, extra={"session_id": session.session_id, "identity": grant.identity})
-    session.decision(EventKind.HOLD, {"exchange": exchange, "approval_id": approval.approval_id, "notice": held.notice,
-                                      "rule": verdict.rule, "reason": verdict.reason, "protocol": "kubernetes",
-                                      "expires_at": approval.expires_at.isoformat()})
+    step("requested", approval_id=approval.approval_id, reason=held.notice, slack_channel=approval.slack_channel,
+         slack_ts=approval.slack_ts, sns_message_id=approval.sns_message_id)  # fmt: skip
     try:
         state = await approvals.wait(approval.approval_id, approval.expires_at)
     except asyncio.CancelledError:
         # The agent went away (aiohttp cancels its handler): nobody should decide on it any more.
-        session.spawn(_withdraw(session, exchange, approval.approval_id))
+        session.spawn(_withdraw(session, approval.approval_id, step))
         raise
-    session.decision(EventKind.APPROVAL, {
-        "exchange": exchange, "approval_id": approval.approval_id, "status": state.status.value,
-        "decided_by": state.decided_by_name or state.decided_by, "decided_via": state.decided_via,
-        "reason": state.decision_reason, "protocol": "kubernetes"})  # fmt: skip
+    step(state.status.value, approval_id=approval.approval_id, decided_by=state.decided_by_name or state.decided_by,
+         decided_via=state.decided_via, reason=state.outcome())  # fmt: skip
+    if state.approved and state.allowance_id:  # "Approve for N minutes": the next request of this shape uses it
+        approvals.forget_allowances(protocol="kubernetes", identity=grant.identity, target=grant.target,
+                                    database=namespace)  # fmt: skip
     outcome = state.outcome()
     return HoldOutcome(state.approved, outcome if state.approved else f"{verdict.message()}; {outcome}",
                        approval.approval_id)  # fmt: skip
 
 
-async def _withdraw(session: K8sSession, exchange: int, approval_id: str) -> None:
+async def _withdraw(session: K8sSession, approval_id: str, step: Callable[..., None]) -> None:
+    """Withdraw (the agent left) and record how it ended (a click may have beaten the withdrawal)."""
     approvals = session.ctx.approvals
     assert approvals is not None
     try:
@@ -97,6 +106,4 @@ async def _withdraw(session: K8sSession, exchange: int, approval_id: str) -> Non
     except (ApprovalsUnavailable, ApprovalRefused) as e:
         log.error("withdrawing %s failed: %s", approval_id, e)
         return
-    session.decision(EventKind.APPROVAL, {"exchange": exchange, "approval_id": approval_id,
-                                          "status": state.status.value, "reason": "the agent disconnected",
-                                          "protocol": "kubernetes"})
+    step(state.status.value, approval_id=approval_id, reason=state.outcome())

@@ -190,6 +190,4 @@ class _Relay:
         await self.exchange.session.caught_up()
 
     def _record(self, records: list[Recorded]) -> None:
-        for piece in records:
-            direction = Direction.AGENT_TO_PROXY if piece.from_agent else Direction.PROXY_TO_AGENT
-            self.exchange.record_stream(direction, piece.channel, piece.data)
+        self.exchange.record_streams(records)

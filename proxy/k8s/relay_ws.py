@@ -26,7 +26,6 @@ from shared.k8s.recorded import ERROR
 from shared.k8s.requestinfo import RequestInfo
 from shared.k8s.streams import PORT_FORWARD, ChannelMaskers, Recorded, WebSocketChannels
 from shared.masking.stream import StreamMasker
-from shared.recording.format import Direction
 
 from .exchange import Exchange
 from .sessions import GatewayRefusal
@@ -160,6 +159,4 @@ class _Relay:
         await self.exchange.session.caught_up()
 
     def _record(self, records: list[Recorded]) -> None:
-        for piece in records:
-            direction = Direction.AGENT_TO_PROXY if piece.from_agent else Direction.PROXY_TO_AGENT
-            self.exchange.record_stream(direction, piece.channel, piece.data)
+        self.exchange.record_streams(records)
