@@ -42,7 +42,7 @@ from multidict import CIMultiDict
 from shared.guard.verdict import Action
 from shared.k8s import recorded
 from shared.k8s import status as k8s_status
-from shared.k8s.body import DecodedBody, decode_body, loads_json
+from shared.k8s.body import DecodedBody, decode_body
 from shared.k8s.judge import KubeRequest, Verdict
 from shared.k8s.negotiation import is_json, is_watch, maskable_accept
 from shared.k8s.objects import MASKED_KINDS, hint_kind
@@ -438,7 +438,9 @@ class Exchange:
             self.record_response_head(upstream.status, upstream.reason or "", headers.items())
             return web.Response(status=upstream.status, headers=headers, body=data)
         try:
-            value = loads_json(data)
+            # The cluster's JSON (repeated keys are not refused here as in request bodies: what the agent
+            # gets is re-written from what was masked, so it holds each key once).
+            value = json.loads(data)
         except ValueError as e:
             raise GatewayRefusal(502, "the cluster's answer is not JSON Airlock can mask, so it is withheld") from e
         if isinstance(value, dict) and isinstance(value.get("items"), list):

@@ -92,7 +92,7 @@ class K8sGateway:
         self.tls_context.set_alpn_protocols(["http/1.1"])
         app = web.Application(client_max_size=self.settings.k8s_max_request_body)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
         await self._runner.setup()
         assert self.settings.k8s_port is not None
         self._site = web.TCPSite(self._runner, self.settings.listen_host, self.settings.k8s_port,

@@ -29,7 +29,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from shared.masking.text import TextMasker
+from shared.masking.text import SHORTEST_VALUE, TextMasker
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 REDACTED = "****"
@@ -39,6 +39,10 @@ SECRET_COUNT = "secret"
 SECRET_COLUMNS = frozenset({"name", "type", "data", "age"})
 _HINT_KINDS = {("", "secrets"): "Secret", ("", "configmaps"): "ConfigMap"}
 MASKED_KINDS = frozenset({"Secret", "ConfigMap"})
+# Fields the API server writes itself, in formats no detectable value fits (uids, versions, RFC 3339 times).
+STRUCTURAL = frozenset({"uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "apiVersion", "kind",
+                        "lastTransitionTime", "lastProbeTime", "lastUpdateTime", "startTime", "startedAt",
+                        "finishedAt", "fieldsType"})
 
 
 def hint_kind(group: str, resource: str) -> str:
@@ -203,8 +207,9 @@ class ObjectMasker:
         return obj
 
     def _strings(self, value: Any) -> Any:
-        """Every string through the detectors, but for ``managedFields`` (field paths and timestamps: the
-        fields' names, never their values)."""
+        """Every string through the detectors, but for what the API server itself writes and no value
+        can hide in: ``managedFields`` (field paths), uids, resource versions, API versions, kinds and
+        timestamps (``STRUCTURAL``); strings too short for any detector are skipped at once."""
         mask = self.text.mask if self.text is not None else None
         assert mask is not None
         stack = [value]
@@ -213,9 +218,10 @@ class ObjectMasker:
             items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
             for key, child in list(items):
                 if isinstance(child, str):
-                    masked = mask(child)
-                    if masked is not child:
-                        node[key] = masked
+                    if len(child) >= SHORTEST_VALUE and key not in STRUCTURAL:
+                        masked = mask(child)
+                        if masked is not child:
+                            node[key] = masked
                 elif isinstance(child, dict | list) and key != "managedFields":
                     stack.append(child)
         return value

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.k8s.body import loads_json
-
 
 class WatchStreamError(ValueError):
     """The stream cannot be read as JSON watch events."""
@@ -41,7 +39,7 @@ class WatchFramer:
                 self._scanned = 0
                 continue
             try:
-                events.append(loads_json(candidate))
+                events.append(json.loads(candidate))  # re-written after masking: repeated keys cannot pass
             except ValueError as e:
                 if not _incomplete(candidate, e):
                     raise WatchStreamError(f"the watch stream is not JSON: {e}") from e
@@ -61,7 +59,7 @@ class WatchFramer:
         if not rest:
             return []
         try:
-            return [loads_json(rest)]
+            return [json.loads(rest)]
         except ValueError as e:
             raise WatchStreamError(f"the watch stream ended inside an event: {e}") from e
 
@@ -69,6 +67,6 @@ class WatchFramer:
 def _incomplete(text: bytes, error: ValueError) -> bool:
     """Whether JSON parsing failed only because the value goes on after ``text``."""
     if not isinstance(error, json.JSONDecodeError):
-        return False  # a repeated key: complete, and refused
+        return False
     # JSON strings cannot hold a raw newline, so only an error at the very end means "more to come".
     return error.pos >= len(text.decode("utf-8", "replace").rstrip())
