@@ -70,6 +70,17 @@ class CredentialCache:
                 f"backend credential {secret_id!r} is not the documented JSON {{\"username\", \"password\"}}"
             ) from e
 
+    def cached(self, secret_id: str) -> BackendCredential | None:
+        """The backend credential if it is in the cache and fresh; never fetches."""
+        hit = self._cache.get(secret_id)
+        if not hit or time.monotonic() - hit[0] >= self._ttl:
+            return None
+        try:
+            data = json.loads(hit[1])
+            return BackendCredential(str(data["username"]), str(data["password"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def invalidate(self, secret_id: str) -> None:
         """Drop a cached secret (after the backend rejected it, e.g. following rotation)."""
         self._cache.pop(secret_id, None)

@@ -3,12 +3,12 @@
 Theory of operation. ``RecordingServices`` is built once per proxy process (S3 store, sessions index,
 audit writer, KMS signer, settings) and tracks every live recording so that SIGTERM can seal them all
 (``shutdown``). ``SessionRecording.open`` starts a ``SessionRecorder`` (events -> hash-chained chunks)
-and a ``ChunkUploader`` (chunks -> S3, in order, never dropping), writes the ``active`` index item and
-records the GRANT. The session then feeds it every byte that crossed the agent-side wire
-(``auth_bytes`` during start-up, so passwords are redacted; ``agent_bytes`` / ``proxy_bytes`` after)
-and every decision; these calls are synchronous, never block and never raise for storage trouble. A
-periodic task cuts chunks by time and heartbeats the index item (the sweeper seals sessions whose
-heartbeat stops).
+and a ``ChunkUploader`` (chunks -> S3, in order, never dropping), writes the ``active`` index item
+(strict mode before the session may start, buffered mode in the background) and records the GRANT.
+The session then feeds it every byte that crossed the agent-side wire (``auth_bytes`` during start-up,
+so passwords are redacted; ``agent_bytes`` / ``proxy_bytes`` after) and every decision; these calls
+are synchronous, never block and never raise for storage trouble. A periodic task cuts chunks by time
+and heartbeats the index item (the sweeper seals sessions whose heartbeat stops).
 
 Modes. *buffered*: chunks go to S3 in the background. If the uploader's byte bound is crossed (S3 down
 or too slow), ``on_fatal(reason)`` is called once: the session must end with a FATAL; nothing is
@@ -70,6 +70,8 @@ from shared.store.sessions import (
     SessionRecord,
     SessionState,
 )
+
+from .admission import RefusalAggregate
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +207,21 @@ class RecordingServices:
         if self._audit_task is None:
             self._audit_task = asyncio.get_running_loop().create_task(self.audit.run(), name="airlock-audit-timer")
 
+    def refusals_aggregated(self, aggregate: RefusalAggregate) -> None:
+        """One audit line for refusals the login gate counted instead of recording one by one: the count
+        (in ``rows``), the source and the reasons (in ``reason``), the window's last time."""
+        self.audit.add(
+            AuditEvent(
+                time=datetime.fromtimestamp(aggregate.last, UTC),
+                event="decision",
+                session_id="",
+                proxy_id=self.audit.proxy_id,
+                decision="refusals_aggregated",
+                rows=aggregate.count,
+                reason=aggregate.describe(),
+            )
+        )
+
     async def shutdown(self, reason: str = "proxy shutting down") -> None:
         """SIGTERM: seal every live recording, wait (bounded) for finalisation, flush audit lines."""
         timeout = self.settings.close_timeout
@@ -292,6 +309,7 @@ class SessionRecording:
         # count a statement and write its audit line (call when its outcome is known).
         self.statement = tape.statement
         self._indexed = False
+        self._indexing: asyncio.Task[None] | None = None  # buffered mode: the index item being written
         self._closing: asyncio.Task[bool] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -311,22 +329,25 @@ class SessionRecording:
     ) -> SessionRecording:
         """Start recording a granted session: index item (``active``), GRANT decision, timers.
 
-        Strict mode raises ``RecordingUnavailable`` if the index item cannot be written (a session the
-        sweeper cannot find must not run unrecorded); buffered mode logs and retries it from the timer.
+        Strict mode waits for the index item and raises ``RecordingUnavailable`` if it cannot be written
+        (a session the sweeper cannot find must not run unrecorded). Buffered mode writes it in the
+        background, as it uploads its chunks: the session does not wait for it, a failure is logged and
+        retried from the heartbeat, and ``close`` waits for it before it finalises the item.
         """
         # Whole seconds, rounded up: S3 keeps retain-until dates at second precision.
         retain_until = (datetime.now(UTC) + timedelta(days=retention_days)).replace(microsecond=0) + timedelta(
             seconds=1
         )
         rec = cls(services, start, mode=mode, retain_until=retain_until, on_fatal=on_fatal)
-        try:
-            await rec._open_index()
-        except StoreError as e:
-            if mode == "strict":
-                raise RecordingUnavailable(f"sessions index unavailable, session not started: {e}") from e
-            log.error("session %s: index item not written yet (%s); retrying from the heartbeat", start.session_id, e)
-        rec.decision(EventKind.GRANT, {"identity": start.identity, "mode": mode, **grant})
         loop = asyncio.get_running_loop()
+        if mode == "strict":
+            try:
+                await rec._open_index()
+            except StoreError as e:
+                raise RecordingUnavailable(f"sessions index unavailable, session not started: {e}") from e
+        else:
+            rec._indexing = loop.create_task(rec._open_index_or_log(), name=f"airlock-index-{start.session_id}")
+        rec.decision(EventKind.GRANT, {"identity": start.identity, "mode": mode, **grant})
         rec._ticker = loop.create_task(rec._tick(), name=f"airlock-recording-{start.session_id}")
         services.live.add(rec)
         return rec
@@ -493,6 +514,10 @@ class SessionRecording:
 
     async def _finalise(self, manifest: Manifest, reason: str) -> bool:
         try:
+            if self._indexing is not None:
+                await self._indexing  # never raises: it logs
+            if not self._indexed:
+                await self._open_index_or_log()  # the item is closed below, so it must exist
             await self.uploader.flush()
             signed = await _retry("signing manifest", lambda: sign_manifest(manifest, self.services.signer))
             data = encode_manifest(signed)
@@ -597,7 +622,8 @@ class SessionRecording:
     async def _beat(self) -> None:
         try:
             if not self._indexed:
-                await self._open_index()
+                if self._indexing is None or self._indexing.done():  # not while the first write is in flight
+                    await self._open_index()
             else:
                 await asyncio.to_thread(
                     self.services.index.heartbeat, self.session_id, self.start.proxy_id, self.counters
@@ -609,6 +635,12 @@ class SessionRecording:
                 self._on_fatal(self.fatal)
         except StoreError as e:
             log.warning("session %s: heartbeat failed: %s", self.session_id, e)
+
+    async def _open_index_or_log(self) -> None:
+        try:
+            await self._open_index()
+        except StoreError as e:
+            log.error("session %s: index item not written yet (%s); retrying from the heartbeat", self.session_id, e)
 
     async def _open_index(self) -> None:
         s = self.start

@@ -10,7 +10,9 @@ import os
 import signal
 import ssl
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -18,6 +20,7 @@ from shared.approvals.settings import approvals_settings
 from shared.pg.wire import framing
 from shared.recording import tape
 
+from .admission import LoginGate
 from .approvals import ApprovalsClient
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
@@ -37,6 +40,10 @@ def agent_tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.sslobject_class = PgRecordSSLObject  # records no larger than PostgreSQL's (libpq relies on it)
+    # As PostgreSQL's own server (SSL_OP_NO_TICKET): it issues no tickets, and libpq (a new SSL context per
+    # connection) could not use one; each would only cost the handshake another encrypted record.
+    ctx.num_tickets = 0
+    ctx.options |= ssl.OP_NO_TICKET
     if settings.tls_cert is not None and settings.tls_key is not None:
         ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
         return ctx
@@ -74,6 +81,12 @@ class ProxyServer:
             control_plane=ControlPlaneClient(settings.authorize_function, settings.authorize_timeout),
             credentials=CredentialCache(settings.credential_cache_seconds),
             recording=RecordingServices.from_env(settings.proxy_id),
+            gate=LoginGate(
+                max_total=settings.max_unauthenticated,
+                max_per_source=settings.max_unauthenticated_per_source,
+                burst=settings.refusal_burst,
+                rate=settings.refusal_rate,
+            ),
             metrics=Metrics(),
             approvals=ApprovalsClient.from_settings(approvals_settings()),
         )
@@ -84,7 +97,8 @@ class ProxyServer:
         self.sessions: set[PgSession] = set()
         self._server: asyncio.Server | None = None
         self._health: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # background work, cancelled at shutdown
+        self._keep: set[asyncio.Task[None]] = set()  # the shutdown itself
         self.stopped = asyncio.Event()
 
     @property
@@ -106,10 +120,13 @@ class ProxyServer:
             log.warning("the compiled recording tape (shared/recording/_tape.c) was not built: recording uses its "
                         "slower pure-Python twin; reinstall with a C compiler present")  # fmt: skip
         self.warm()  # before the port opens: the first agent never waits for a client to be built
+        # The stream only serves start-up (the relay takes the transport over): a small limit bounds what
+        # an unauthenticated agent can make the proxy buffer.
         self._server = await asyncio.start_server(
-            self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.read_size
+            self._accept, self.settings.listen_host, self.settings.listen_port, limit=self.settings.startup_read_limit
         )
         self.services.recording.start()
+        self._spawn(self._report_refusals(), "airlock-refusal-aggregates")
         if self.k8s is not None:
             await self.k8s.start()
         if self.settings.health_port is not None:
@@ -138,6 +155,7 @@ class ProxyServer:
     async def shutdown(self, drain_seconds: float | None = None) -> None:
         """Stop accepting, let live statements finish (bounded), then close every session."""
         drain = self.settings.drain_seconds if drain_seconds is None else drain_seconds
+        self.services.draining = True
         if self._server is not None:
             self._server.close()
         sessions = list(self.sessions)
@@ -156,6 +174,9 @@ class ProxyServer:
 
         k8s = self.k8s.shutdown(drain) if self.k8s is not None else asyncio.sleep(0)
         await asyncio.gather(k8s, *(finish(s) for s in sessions), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        self._flush_refusals()
         # Every live recording is sealed and signed, and the audit trail flushed, before exit.
         await self.services.recording.shutdown()
         if self._health is not None:
@@ -168,9 +189,25 @@ class ProxyServer:
             loop.add_signal_handler(sig, self._on_signal)
 
     def _on_signal(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.shutdown())
-        self._tasks.add(task)
+        if not self.services.draining:
+            self._spawn(self.shutdown(), "airlock-shutdown", keep=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str, *, keep: bool = False) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        (self._keep if keep else self._tasks).add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._keep.discard)
+
+    async def _report_refusals(self) -> None:
+        """Refusals the login gate counted instead of recording: one audit line per source and window."""
+        while True:
+            await asyncio.sleep(self.settings.refusal_window)
+            self._flush_refusals()
+
+    def _flush_refusals(self) -> None:
+        for aggregate in self.services.gate.take_aggregates():
+            log.warning("%s", aggregate.describe())
+            self.services.recording.refusals_aggregated(aggregate)
 
     async def _start_health(self) -> None:
         app = web.Application()

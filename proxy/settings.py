@@ -23,8 +23,6 @@ class ProxySettings(BaseSettings):
     tls_key_pem: SecretStr | None = None
     # Name of the authorize Lambda (function name or ARN).
     authorize_function: str = Field(default="airlock-authorize", validation_alias="AIRLOCK_AUTHORIZE_FUNCTION")
-    # Target used when the agent's dbname does not say "<target>/<database>".
-    default_target: str = "default"
     proxy_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     # Seconds live statements get to finish after SIGTERM before sessions are closed.
     drain_seconds: float = 20.0
@@ -33,6 +31,8 @@ class ProxySettings(BaseSettings):
     # Largest single message accepted from an agent (a huge Bind or CopyData is legal; cap it anyway).
     max_agent_message: int = 64 * 1024 * 1024
     read_size: int = 256 * 1024
+    # Before login a connection's stream buffers at most twice this much of what the agent sent.
+    startup_read_limit: int = 16 * 1024
     # Write buffer high-water marks: above one, the opposite side stops being read. Toward the agent,
     # room for a result stream; toward the backend, little more than the server itself would take, so
     # that a backend that stops reading (a lock wait, an error mid-batch) stops the agent promptly.
@@ -40,7 +40,20 @@ class ProxySettings(BaseSettings):
     backend_write_high_water: int = 64 * 1024
     connect_timeout: float = 10.0
     authorize_timeout: float = 10.0
+    # From accept until the agent has sent its password (TLS, start-up, password): one deadline.
     startup_timeout: float = 30.0
+    # Connections not yet granted a session (proxy/admission.py): at most this many at once, and at most
+    # max_unauthenticated_per_source from one address. More wait (unread) for a place, up to
+    # login_wait_seconds; as many may wait as may log in, and beyond that they are refused at once (53300).
+    max_unauthenticated: int = Field(default=512, ge=1)
+    max_unauthenticated_per_source: int = Field(default=32, ge=1)
+    login_wait_seconds: float = Field(default=5.0, ge=0)
+    # Refused logins per source address: recorded one by one up to refusal_burst, then refusal_rate per
+    # second; beyond that the address's logins are refused before authorize is invoked, and its refusals
+    # are counted in one audit line per refusal_window seconds.
+    refusal_burst: int = Field(default=30, ge=1)
+    refusal_rate: float = Field(default=0.5, gt=0)
+    refusal_window: float = Field(default=60.0, gt=0)
     # Re-authorize when this fraction of the grant's lifetime has passed.
     reauthorize_at: float = 0.8
     credential_cache_seconds: float = 60.0

@@ -90,7 +90,7 @@ def authorize(request: AuthorizeRequest, deps: AuthorizeDeps) -> AuthorizeRespon
 def _log_context(request: AuthorizeRequest) -> dict[str, str]:
     """Who asked for what, from where: never the token."""
     return {
-        "action": request.action, "identity": request.identity, "target": request.target,
+        "action": request.action, "identity": request.identity, "target": request.target or "",
         "database": request.database, "client_addr": request.client_addr, "proxy_id": request.proxy_id,
         "session_id": request.session_id,
     }  # fmt: skip
@@ -198,17 +198,64 @@ def _recheck(request: AuthorizeRequest, policy: Policy, deps: AuthorizeDeps, now
     return _Proof(method="oidc")
 
 
+def _route(request: AuthorizeRequest, policy: Policy) -> tuple[str, str]:
+    """The target and database the agent's dbname names: ``target/database`` names both; otherwise a
+    policy alias, or else the database name alone when exactly one target serves it to this identity."""
+    if request.target is not None:
+        return request.target, request.database
+    if request.protocol != "postgres":
+        raise Refused(NOT_AUTHORIZED, f"a {request.protocol} session names its target")
+    if not request.database:
+        raise Refused(NOT_AUTHORIZED, "a PostgreSQL session names its database")
+    alias = policy.aliases.get(request.database)
+    if alias is not None:
+        return alias.target, alias.database
+    serving = _serving(policy, request.identity).get(request.database, [])
+    if len(serving) == 1:
+        return serving[0], request.database
+    if serving:
+        choices = " or ".join(f"dbname={t}/{request.database}" for t in serving)
+        raise Refused(
+            NOT_AUTHORIZED,
+            f"database {request.database!r} is served to {request.identity!r} by several targets "
+            f"({', '.join(serving)}): connect with {choices}, or ask for an alias",
+        )
+    reachable = _reachable(policy, request.identity)
+    hint = f"; it may connect to {reachable}" if reachable else ""
+    who, what = request.identity, request.database
+    raise Refused(NOT_AUTHORIZED, f"identity {who!r} has no binding for a database {what!r}{hint}")
+
+
+def _serving(policy: Policy, identity: str) -> dict[str, list[str]]:
+    """database -> the targets whose bindings serve it to ``identity`` (sorted)."""
+    serving: dict[str, set[str]] = {}
+    for b in policy.bindings:
+        if b.identity == identity:
+            for db in b.databases:
+                serving.setdefault(db, set()).add(b.target)
+    return {db: sorted(targets) for db, targets in serving.items()}
+
+
+def _reachable(policy: Policy, identity: str, limit: int = 12) -> str:
+    """What ``identity`` may put in dbname, for a refusal's hint (its own bindings only)."""
+    serving = sorted(_serving(policy, identity).items())
+    names = [db if len(ts) == 1 else " or ".join(f"{t}/{db}" for t in ts) for db, ts in serving]
+    names += [name for name, a in sorted(policy.aliases.items()) if policy.binding_for(identity, a.target, a.database)]
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
 def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proof, now: datetime) -> Grant:
-    target = policy.targets.get(request.target)
+    target_name, database = _route(request, policy)
+    target = policy.targets.get(target_name)
     if target is None:
-        raise Refused(NOT_AUTHORIZED, f"unknown target {request.target!r}")
+        raise Refused(NOT_AUTHORIZED, f"unknown target {target_name!r}")
     if target.engine != request.protocol:
-        raise Refused(NOT_AUTHORIZED, f"target {request.target!r} is a {target.engine} target, not {request.protocol}")
-    if isinstance(target, TargetSpec) and request.database not in target.databases:
-        raise Refused(NOT_AUTHORIZED, f"target {request.target!r} has no database {request.database!r}")
-    binding = policy.binding_for(request.identity, request.target, request.database)
+        raise Refused(NOT_AUTHORIZED, f"target {target_name!r} is a {target.engine} target, not {request.protocol}")
+    if isinstance(target, TargetSpec) and database not in target.databases:
+        raise Refused(NOT_AUTHORIZED, f"target {target_name!r} has no database {database!r}")
+    binding = policy.binding_for(request.identity, target_name, database)
     if binding is None:
-        where = f"target {request.target!r}" + (f" database {request.database!r}" if request.database else "")
+        where = f"target {target_name!r}" + (f" database {database!r}" if database else "")
         raise Refused(NOT_AUTHORIZED, f"identity {request.identity!r} has no binding for {where}")
     expires_at = now + timedelta(seconds=binding.grant_ttl_seconds)
     if proof.key is not None:
@@ -221,8 +268,8 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
         "identity": request.identity,
         "auth_method": proof.method,
         "key_id": proof.key.key_id if proof.key else None,
-        "target": request.target,
-        "database": request.database,
+        "target": target_name,
+        "database": database,
         "policy_version": version,
         "issued_at": now,
         "expires_at": expires_at,
@@ -242,5 +289,5 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
                                        credential_secret=target.credential_secret)
         return Grant(backend=backend, kubernetes_access=binding.kubernetes or KubernetesAccess(),
                      kubernetes=policy.kubernetes_for(binding), **common)
-    backend = target.backend_ref(request.database)
+    backend = target.backend_ref(database)
     return Grant(backend=backend, guardrails=policy.guardrails_for(binding), **common)

@@ -56,6 +56,8 @@ class BackendRef(_Model):
     tls: BackendTLS = BackendTLS.PREFER
     # PEM bundle used to verify the backend certificate (verify-ca / verify-full); None = system store.
     tls_ca_pem: str | None = None
+    # TargetSpec.allow_insecure_password: md5/cleartext password authentication without verified TLS.
+    allow_insecure_password: bool = False
 
 
 class SshBackendRef(_Model):
@@ -75,8 +77,9 @@ class KubernetesBackendRef(_Model):
     credential_secret: str
 
 
-def _engine(value: Any) -> str:
-    """The backend's engine; grants from before SSH and Kubernetes carry none and are PostgreSQL's."""
+def engine_of(value: Any) -> str:
+    """The protocol a target or backend speaks (its ``engine``); absent means postgres: policies and
+    grants from before SSH and Kubernetes name none."""
     engine = value.get("engine", "postgres") if isinstance(value, dict) else getattr(value, "engine", "postgres")
     return str(engine)
 
@@ -84,7 +87,7 @@ def _engine(value: Any) -> str:
 AnyBackend = Annotated[
     Annotated[BackendRef, Tag("postgres")] | Annotated[SshBackendRef, Tag("ssh")]
     | Annotated[KubernetesBackendRef, Tag("kubernetes")],
-    Discriminator(_engine),
+    Discriminator(engine_of),
 ]
 
 
@@ -93,7 +96,9 @@ class AuthorizeRequest(_Model):
     protocol: Protocol = "postgres"
     identity: str = Field(min_length=1, max_length=128, description="the user name the agent presented")
     token: SecretStr | None = Field(default=None, description="the agent's password: OIDC JWT or Airlock key")
-    target: str = Field(min_length=1, max_length=128)
+    # None: the database name alone chooses (a policy alias, or the one target that serves it to this
+    # identity); authorize resolves it, after authentication.
+    target: str | None = Field(default=None, min_length=1, max_length=128)
     # PostgreSQL: the database; SSH and Kubernetes: empty.
     database: str = Field(default="", max_length=128)
     client_addr: str = ""

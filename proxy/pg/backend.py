@@ -2,8 +2,12 @@
 
 The proxy authenticates to the backend with the credential from Secrets Manager, never with anything
 the agent sent. SCRAM-SHA-256 uses scramp, with channel binding (SCRAM-SHA-256-PLUS,
-tls-server-end-point) whenever the connection is TLS and the server offers it; md5 and cleartext are
-supported for older servers (cleartext only over TLS or loopback). What the backend says after
+tls-server-end-point) whenever the connection is TLS and the server offers it; AuthenticationOk is
+accepted only after the server's own SCRAM proof (its signature in SASLFinal) has been verified, so a
+server that does not know the password cannot pass for the target by skipping it. md5 and cleartext
+are supported for older servers, but not with tls disable/prefer (where nothing authenticates the server)
+unless the target opts in (``allow_insecure_password``); cleartext never goes over an unencrypted
+connection except to a loopback address. What the backend says after
 AuthenticationOk (ParameterStatus, BackendKeyData, NegotiateProtocolVersion, notices) is collected so
 the session can replay it to the agent under the proxy's own cancel key.
 """
@@ -38,14 +42,6 @@ from ..credentials import BackendCredential
 from .wire import MessageReader, PeerClosed
 
 log = logging.getLogger(__name__)
-
-# Startup parameters an agent may pass through. Everything else is dropped: notably ``options``
-# (``-c role=...`` would bypass statement guardrails) and ``replication``.
-FORWARDED_PARAMS = frozenset(
-    {"application_name", "client_encoding", "DateStyle", "TimeZone", "extra_float_digits",
-     "IntervalStyle", "search_path", "datestyle", "timezone", "intervalstyle"}
-)
-
 
 class BackendError(Exception):
     """The backend could not be reached or refused us. ``error`` is an ErrorResponse for the agent;
@@ -128,17 +124,20 @@ async def open_backend_stream(
 async def connect_backend(
     ref: BackendRef,
     credential: BackendCredential,
-    agent_params: Mapping[str, str],
+    parameters: Mapping[str, str],
     protocol: int,
     *,
     timeout: float,
     max_message: int,
 ) -> BackendConnection:
+    """Log in to the target as Airlock's credential. ``parameters`` go into the StartupMessage as they
+    are: the agent's settings once the session has judged them (shared/pg/startup.py) and its protocol
+    options (``_pq_.*``); ``user`` and ``database`` are always the proxy's own."""
     reader, writer, tls = await open_backend_stream(ref, timeout)
     conn = BackendConnection(
         reader, writer, MessageReader(reader, Framer(limit=max_message, peer="backend")), tls=tls
     )
-    params = {k: v for k, v in agent_params.items() if k in FORWARDED_PARAMS or k.startswith("_pq_.")}
+    params = {k: v for k, v in parameters.items() if k.lower() not in ("user", "database", "options", "replication")}
     params["user"] = credential.username
     params["database"] = ref.database
     try:
@@ -153,6 +152,7 @@ async def connect_backend(
 
 async def _authenticate(conn: BackendConnection, ref: BackendRef, credential: BackendCredential) -> None:
     scram: scramp.ScramClient | None = None
+    server_proved = False  # SCRAM: the server's signature in SASLFinal was verified
     while True:
         mtype, body, whole = await _read(conn)
         if mtype == ord("E"):
@@ -164,10 +164,12 @@ async def _authenticate(conn: BackendConnection, ref: BackendRef, credential: Ba
             raise _violation(f"unexpected message {chr(mtype)!r} during backend authentication")
         code, data = m.parse_authentication(body)
         if code == AUTH_OK:
+            if scram is not None and not server_proved:
+                raise _impostor("it sent AuthenticationOk without its SCRAM proof (no server signature)")
             return
+        if code in (AUTH_CLEARTEXT, AUTH_MD5):
+            _check_password_request(conn, ref, "cleartext" if code == AUTH_CLEARTEXT else "md5")
         if code == AUTH_CLEARTEXT:
-            if not conn.tls and not _is_loopback(ref.host):
-                raise _violation("backend asked for a cleartext password over an unencrypted connection")
             conn.writer.write(m.build_password_message(credential.password))
             conn.auth_mechanism = "password"
         elif code == AUTH_MD5:
@@ -189,11 +191,29 @@ async def _authenticate(conn: BackendConnection, ref: BackendRef, credential: Ba
         elif code == AUTH_SASL_FINAL and scram is not None:
             try:
                 scram.set_server_final(data.decode())
-            except scramp.ScramException as e:
+            except (scramp.ScramException, UnicodeDecodeError) as e:
                 # The server could not prove it knows the password: it is not who we think.
-                raise _violation(f"backend failed SCRAM server verification: {e}") from e
+                raise _impostor(f"its SCRAM server signature is wrong ({e})") from e
+            server_proved = True
         else:
             raise _violation(f"unsupported backend authentication method {code}")
+
+
+def _check_password_request(conn: BackendConnection, ref: BackendRef, kind: str) -> None:
+    """md5 or cleartext: the password (or a hash anyone can replay to this server) goes to whoever answers."""
+    if ref.tls in (BackendTLS.DISABLE, BackendTLS.PREFER) and not ref.allow_insecure_password:
+        raise BackendError(
+            f"backend {ref.host}:{ref.port} asked for {kind} password authentication, and with tls={ref.tls} "
+            "the server is not authenticated; refusing to send the password (allow_insecure_password is not set)",
+            m.build_error(
+                "FATAL", "08006",
+                f"Airlock will not send the target's password to a server it has not authenticated: the target "
+                f"asked for {kind} password authentication over tls {ref.tls}",
+                hint="an operator must set the target's tls to verify-full (or, knowingly, allow_insecure_password)",
+            ),
+        )  # fmt: skip
+    if kind == "cleartext" and not conn.tls and not _is_loopback(ref.host):
+        raise _violation("backend asked for a cleartext password over an unencrypted connection")
 
 
 def _scram_client(
@@ -258,6 +278,15 @@ def _startup_error(body: bytes, whole: bytes) -> BackendError:
             fields,
         )
     return BackendError(f"backend start-up error: {code} {message}", whole, fields)
+
+
+def _impostor(why: str) -> BackendError:
+    """The server did not prove it knows Airlock's credential: whoever it is, it is not the target."""
+    return BackendError(
+        f"backend did not prove its identity: {why}",
+        m.build_error("FATAL", "08006", "Airlock could not verify the target database's identity (SCRAM)",
+                      hint="the connection to the target may be intercepted; an operator must look"),
+    )
 
 
 def _violation(message: str) -> BackendError:

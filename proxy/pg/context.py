@@ -1,5 +1,6 @@
-"""What a PostgreSQL session uses beyond the common services: the process's cancel-key registry and the
-guardrail engines shared by sessions of one policy snapshot."""
+"""What a PostgreSQL session uses beyond the common services: the process's cancel-key registry, the
+guardrail engines shared by sessions of one policy snapshot, and the memory of granted logins that gives
+the next identical login a head start on its backend login."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from shared.pg.sql.engine import GuardrailEngine
 
 from ..services import Services
 from .cancel import CancelRegistry
+from .headstart import HeadStarts
 
 _MAX_ENGINES = 256
 
@@ -41,3 +43,4 @@ class PgContext:
     services: Services
     cancels: CancelRegistry
     guardrails: GuardrailEngines
+    head_starts: HeadStarts = field(default_factory=HeadStarts)

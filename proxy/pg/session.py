@@ -1,12 +1,22 @@
 """One agent connection: start-up, authorization, backend login, then the relay.
 
 Theory of operation.
-  negotiate  SSLRequest -> TLS (or 'N'), GSSENCRequest -> 'N', CancelRequest -> forwarded, done;
-             StartupMessage -> next.
-  login      TLS required for passwords. AuthenticationCleartextPassword asks for the token; the
-             control plane's authorize decides (grant or refusal: FATAL 28000/28P01, the target is never
-             contacted). The backend credential comes from Secrets Manager; the backend greeting is
-             replayed to the agent with the backend's pid and the proxy's own cancel key.
+  admit      before a byte is read, the process's ``LoginGate`` (proxy/admission.py) gives the
+             connection a slot among the unauthenticated ones, or it is refused at once (FATAL 53300).
+             The slot is held until the session is granted.
+  negotiate  SSLRequest -> TLS (or 'N'), GSSENCRequest -> 'N', each at most once (as PostgreSQL; a
+             GSSENCRequest inside TLS is refused too), so what is kept before login is bounded;
+             CancelRequest -> forwarded, done; StartupMessage -> next. One deadline covers everything
+             the agent controls before its password has arrived.
+  login      TLS required for passwords. A source whose refused logins spent its budget is refused
+             before anything else (53300). AuthenticationCleartextPassword asks for the token; one that
+             is neither a JWT nor an Airlock key is refused without asking the control plane. Then
+             authorize decides (grant or refusal: FATAL 28000/28P01, the target is never contacted).
+             The backend credential comes from Secrets Manager; the backend greeting is replayed to the
+             agent with the backend's pid and the proxy's own cancel key. Between these steps the
+             session checks that it was not terminated (SIGTERM drain, revocation) meanwhile: a
+             terminated login opens nothing more. Refusals before a grant are recorded one by one only
+             over TLS and within the source's budget (the rest are counted: see admission.py).
   relay      each socket is taken over by an ``Endpoint`` (proxy/pg/link.py): bytes are framed and
              relayed from ``data_received``, with no future or task switch per read. Each write holds
              only complete messages, so anything the proxy injects (a FATAL on revocation or shutdown)
@@ -15,7 +25,9 @@ Theory of operation.
              reader bounds memory instead of growing it. Strict recording holds the agent side while a
              statement's bytes are made durable; what arrives meanwhile queues behind it, in order. A
              session nothing inspects (no guardrails, masking or recording) gets the pass-through relay.
-  renew      a task re-authorizes before the grant expires; a refusal terminates the session.
+  renew      a task re-authorizes before the grant expires; a refusal terminates the session. The
+             grant's ``expires_at`` is also a timer of its own, re-armed by each renewal: whatever
+             happens to the renew task, no session outlives its grant.
 Every byte to or from the agent passes through ``_to_agent``, ``_from_agent`` or ``_from_backend``: the
 chokepoints that recording hooks into.
 """
@@ -25,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import ssl
 import time
 import uuid
@@ -37,6 +50,7 @@ from pydantic import SecretStr
 from shared.approvals.model import ApprovalRequest, ApprovalStatus
 from shared.controlplane import AuthorizeRequest, BackendRef, Grant, RecordingMode
 from shared.guard.verdict import Action
+from shared.identity.shape import token_shape_problem
 from shared.pg.masking.engine import ResultMasker
 from shared.pg.relay import (
     PASSTHROUGH_AGENT_WATCH,
@@ -52,18 +66,29 @@ from shared.pg.relay import (
     StatementEvent,
     with_protections,
 )
+from shared.pg.sql.engine import first_block
+from shared.pg.startup import (
+    PROTOCOL_OPTION_PREFIX,
+    SettingJudge,
+    StartupOptionsError,
+    StartupSetting,
+    judge_startup,
+    startup_settings,
+)
 from shared.pg.wire import messages as m
 from shared.pg.wire.constants import (
     AUTH_CLEARTEXT,
     AUTH_OK,
     FRONTEND_SMALL,
     FRONTEND_TYPES,
+    MAX_STARTUP_PACKET,
     SMALL_MESSAGE_LIMIT,
 )
 from shared.pg.wire.errors import ProtocolViolation
 from shared.pg.wire.framing import Frame, Framer
 from shared.recording.format import EventKind, SessionStatus
 
+from ..admission import LoginSlot
 from ..approvals import ApprovalRefused, ApprovalsClient, ApprovalsUnavailable
 from ..controlplane import ControlPlaneError
 from ..credentials import CredentialError
@@ -71,6 +96,7 @@ from ..recording import RecordingUnavailable, SessionRecording, SessionStart
 from .backend import BackendConnection, BackendError, connect_backend
 from .cancel import CancelTarget, new_cancel_key
 from .context import PgContext
+from .headstart import HeadStart, login_fingerprint
 from .link import Endpoint
 from .wire import MessageReader, PeerClosed, has_buffered_plaintext, read_startup_packet, take_buffered
 
@@ -84,6 +110,16 @@ _STRICT = "strict-recording"
 _RECORDING = "recording-backpressure"
 # A statement waits: for the server to answer what may change how it reads SQL, or for an approval.
 _SETTINGS = "statement-waits"
+# Everything kept before a grant: at most an SSLRequest, a GSSENCRequest and a StartupMessage (each at
+# most MAX_STARTUP_PACKET), one password message (at most SMALL_MESSAGE_LIMIT) and the proxy's few
+# answers. The negotiation rules already bound it; this is the backstop.
+_EARLY_LIMIT = 3 * MAX_STARTUP_PACKET + SMALL_MESSAGE_LIMIT + 4096
+# Renewal starts at ``reauthorize_at`` of the grant's lifetime, and at least this long before expiry
+# (half the lifetime for grants shorter than twice this).
+_RENEW_MARGIN = 10.0
+_SHUTTING_DOWN = "Airlock proxy is shutting down; reconnect to continue"
+# The target of a refusal recorded before authorize chose one (the index needs a name; no target has it).
+UNRESOLVED_TARGET = "(unresolved)"
 
 
 class SessionEnded(Exception):
@@ -105,6 +141,8 @@ class PgSession:
         self.session_id = f"ses_{uuid.uuid4().hex}"
         peer = writer.get_extra_info("peername")
         self.client_addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        # Where the connection comes from, for the login gate's per-source caps and budgets.
+        self.source = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.identity = ""
         self.grant: Grant | None = None
         self.backend: BackendConnection | None = None
@@ -122,11 +160,23 @@ class PgSession:
         self.relay = Relay()
         self.recording: SessionRecording | None = None
         # Start-up bytes seen before the session is granted (and so before its recording exists):
-        # (from_agent, bytes) in wire order, replayed into the recording once it opens.
+        # (from_agent, bytes) in wire order, replayed into the recording once it opens. Bounded.
         self._early: list[tuple[bool, bytes]] = []
+        self._early_bytes = 0
+        self._slot: LoginSlot | None = None
         self._refusal: tuple[str, str] | None = None
-        self._target = self._database = ""
+        self._target: str | None = None  # as the agent named it (None: authorize resolves it)
+        self._database = ""
+        # What the StartupMessage asks to set (options and parameters), judged once the session is granted.
+        self._settings: list[StartupSetting] = []
         self._started_at = datetime.now(UTC)
+        # A backend login started while authorize decides (proxy/pg/headstart.py), until adopted or discarded.
+        self._head_start: HeadStart | None = None
+        # The grant's expiry as a timer of its own (armed at grant, re-armed at each renewal).
+        self._deadline: asyncio.TimerHandle | None = None
+        # Set-up time per step (milliseconds), logged when the session is granted.
+        self._setup: dict[str, float] = {}
+        self._mark = time.perf_counter()
         # The relay phase (set up by _relay): one endpoint per socket, framers, strict-mode backlog.
         self._relaying = False
         self._strict = False
@@ -143,11 +193,21 @@ class PgSession:
 
     async def run(self) -> None:
         started = time.monotonic()
+        if self.services.draining:  # accepted as the listener closed
+            self._turn_away("57P01", _SHUTTING_DOWN)
+            return
+        admitted = await self.services.gate.admit(self.source, self.settings.login_wait_seconds)
+        if isinstance(admitted, str):
+            self._turn_away("53300", f"Airlock: {admitted}")
+            return
+        self._slot = admitted
         try:
-            startup = await asyncio.wait_for(self._negotiate(), self.settings.startup_timeout)
-            if startup is None:
-                return
-            await asyncio.wait_for(self._login(startup), self.settings.startup_timeout)
+            async with asyncio.timeout(self.settings.startup_timeout):
+                startup = await self._negotiate()
+                if startup is None:
+                    return
+                token = await self._read_token(startup)
+            await asyncio.wait_for(self._login(startup, token), self.settings.startup_timeout)
             await self._relay()
         except SessionEnded:
             pass
@@ -166,11 +226,10 @@ class PgSession:
             self._fatal_nowait("XX000", "Airlock: internal error; the session was closed")
             self.end_reason = "internal error"
         finally:
+            admitted.release()
             await self._close()
-            if self._refusal is not None and self.recording is None and self.identity:
-                await SessionRecording.refused(
-                    self.services.recording, self._session_start(), reason=self._refusal[1], sqlstate=self._refusal[0]
-                )
+            if self._refusal is not None and self.recording is None:
+                await self._record_refusal(*self._refusal)
             log.info(
                 "session closed",
                 extra={
@@ -183,30 +242,58 @@ class PgSession:
                 },
             )
 
-    async def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        if self.cancel_key:
-            self.ctx.cancels.unregister(*self.cancel_key)
-        if self.backend:
-            with contextlib.suppress(Exception):
-                self.backend.writer.write(m.TERMINATE)
-            self.backend.writer.close()
-        self.writer.close()
-        # Once the relay owns the transport, the stream no longer hears of its closing: the endpoint does.
-        closed = self.agent_side.closed if self._relaying else self.writer.wait_closed()
+    def _turn_away(self, sqlstate: str, message: str) -> None:
+        """Refuse before reading anything (no TLS handshake, no record of its own; counted)."""
+        self.end_reason = f"refused: {message}"
+        self.services.gate.refused(self.source, f"{sqlstate} before reading", recordable=False)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(closed, 2)
-        if self._relaying:
-            self._finish()
+            self.writer.write(m.build_error("FATAL", sqlstate, message))
+        self.writer.close()
+
+    async def _record_refusal(self, sqlstate: str, reason: str) -> None:
+        """A refused login on record. Before a grant the claimed user name proves nothing: refusals are
+        recorded one by one only over TLS and within the source's budget; the rest are counted."""
+        if self.grant is None:
+            kind = sqlstate if self.tls else f"{sqlstate} without TLS"
+            recordable = self.tls and bool(self.identity)
+            if not self.services.gate.refused(self.source, kind, recordable=recordable):
+                return
+        await SessionRecording.refused(self.services.recording, self._session_start(), reason=reason, sqlstate=sqlstate)
+
+    async def _close(self) -> None:
+        """Close the agent side once; release the backend and the recording whenever they exist (a login
+        that was terminated while it opened one closes it when it notices)."""
+        if not self._closed:
+            self._closed = True
+            if self._deadline is not None:
+                self._deadline.cancel()
+            current = asyncio.current_task()
+            for task in self._tasks:
+                if task is not current:
+                    task.cancel()
+            if self.cancel_key:
+                self.ctx.cancels.unregister(*self.cancel_key)
+            self._close_backend()
+            self.writer.close()
+            # Once the relay owns the transport, the stream no longer hears of its closing: the endpoint does.
+            closed = self.agent_side.closed if self._relaying else self.writer.wait_closed()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closed, 2)
+            if self._relaying:
+                self._finish()
+        if self._head_start is not None:
+            self._head_start.discard()
+        self._close_backend()
         if self.recording is not None:
             await self.recording.close(SessionStatus.CLOSED, reason=self.end_reason or "closed")
         self._wake_idle()
+
+    def _close_backend(self) -> None:
+        backend = self.backend
+        if backend is not None and not backend.writer.is_closing():
+            with contextlib.suppress(Exception):
+                backend.writer.write(m.TERMINATE)
+            backend.writer.close()
 
     async def wait_idle(self) -> None:
         """Until no request sent to the backend still owes its ReadyForQuery (or the session ends)."""
@@ -222,11 +309,13 @@ class PgSession:
                 waiter.set_result(None)
 
     async def terminate(self, sqlstate: str, message: str, reason: str) -> None:
-        """End a live session with a FATAL the agent can read (revocation, shutdown)."""
+        """End a live session with a FATAL the agent can read (revocation, shutdown). A session still
+        logging in stops at its next step and opens nothing more (``_go_on``)."""
         if self._closed:
             return
         self.end_reason = reason
-        log.warning("terminating session", extra={"session_id": self.session_id, "reason": reason})
+        extra = {"session_id": self.session_id, "reason": reason}
+        log.warning("terminating session %s: %s", self.session_id, reason, extra=extra)
         self._fatal_nowait(sqlstate, message)
         await self._close()
 
@@ -242,15 +331,22 @@ class PgSession:
         if self.recording is not None:
             self.recording.proxy_bytes(data)
         elif self.grant is None:
-            self._early.append((False, data))
+            self._keep_early(False, data)
         self.writer.write(data)
+
+    def _keep_early(self, from_agent: bool, data: bytes) -> None:
+        """Start-up bytes, kept until the recording opens; never more than ``_EARLY_LIMIT``."""
+        self._early_bytes += len(data)
+        if self._early_bytes > _EARLY_LIMIT:
+            raise ProtocolViolation("too much data before authentication")
+        self._early.append((from_agent, data))
 
     def _session_start(self) -> SessionStart:
         grant = self.grant
         return SessionStart(
             session_id=self.session_id,
             identity=self.identity,
-            target=grant.target if grant else self._target,
+            target=grant.target if grant else (self._target or UNRESOLVED_TARGET),
             database=grant.database if grant else self._database,
             client_addr=self.client_addr,
             proxy_id=self.settings.proxy_id,
@@ -269,17 +365,26 @@ class PgSession:
         )
         self._tasks.append(task)
 
+    def _step(self, name: str) -> None:
+        """Charge the time since the previous step to ``name`` (the set-up breakdown)."""
+        now = time.perf_counter()
+        self._setup[name] = self._setup.get(name, 0.0) + (now - self._mark) * 1000
+        self._mark = now
+
     # ------------------------------------------------------------------ start-up
 
     async def _negotiate(self) -> m.StartupMessage | None:
-        tls = False
+        ssl_done = gss_done = False
         while True:
             body = await read_startup_packet(self.reader)
-            self._early.append((True, (len(body) + 4).to_bytes(4, "big") + body))
+            self._keep_early(True, (len(body) + 4).to_bytes(4, "big") + body)
             packet = m.parse_startup_packet(body)
             if isinstance(packet, m.SSLRequest):
-                if tls:
+                if self.tls:
                     raise ProtocolViolation("SSLRequest received on an encrypted connection")
+                if ssl_done:
+                    raise ProtocolViolation("SSLRequest received twice on one connection")
+                ssl_done = True
                 if has_buffered_plaintext(self.reader):
                     raise ProtocolViolation("received unencrypted data after SSL request")
                 context = self.services.tls_context
@@ -289,8 +394,12 @@ class PgSession:
                 self._to_agent(b"S")
                 await self.writer.drain()
                 await self.writer.start_tls(context)
-                tls = True
+                self.tls = gss_done = True  # as PostgreSQL: no GSSAPI encryption inside TLS
             elif isinstance(packet, m.GSSENCRequest):
+                if gss_done:
+                    where = "on an encrypted connection" if self.tls else "twice on one connection"
+                    raise ProtocolViolation(f"GSSENCRequest received {where}")
+                gss_done = True
                 # GSSAPI encryption is not offered; the client falls back to TLS or plain.
                 self._to_agent(b"N")
             elif isinstance(packet, m.CancelRequest):
@@ -298,30 +407,54 @@ class PgSession:
                 await self.ctx.cancels.cancel(packet.pid, packet.key, self.settings.connect_timeout)
                 return None
             else:
-                self.tls = tls
+                self._step("negotiate")
                 return packet
 
-    async def _login(self, startup: m.StartupMessage) -> None:
+    async def _read_token(self, startup: m.StartupMessage) -> str:
+        """Everything the agent controls before the control plane is asked: who it claims to be, where it
+        wants to go, and a password shaped like a token."""
         user = startup.params.get("user", "")
         if not user:
             raise self._refuse("28000", "no PostgreSQL user name specified in startup packet")
         self.identity = user
         if "replication" in startup.params and startup.params["replication"].lower() not in ("false", "0", "off", "no"):
             raise self._refuse("28000", "Airlock does not relay replication connections")
-        database = startup.params.get("database") or user
-        target, _, db = database.rpartition("/")
-        target = target or self.settings.default_target
-        self._target, self._database = target, db
+        # dbname "target/database" names both (compatibility); a plain name is resolved by authorize: an
+        # alias, or the one target that serves that database to this identity. Either way the backend is
+        # asked for the real database, and the client keeps the name it sent.
+        dbname = startup.params.get("database") or user
+        target, _, self._database = dbname.rpartition("/")
+        self._target = target or None
         if not self.tls:
             raise self._refuse("28000", "Airlock accepts tokens only over TLS: connect with sslmode=require")
+        try:
+            self._settings = startup_settings(startup.params)
+        except StartupOptionsError as e:
+            raise self._refuse(e.sqlstate, f"Airlock refused the connection: {e}") from e
+        wait = self.services.gate.throttled(self.source)
+        if wait is not None:
+            raise self._refuse(
+                "53300",
+                f"Airlock: too many refused logins from {self.source}; try again in {math.ceil(wait)} s",
+            )
         self._to_agent(m.build_authentication(AUTH_CLEARTEXT))
         await self.writer.drain()
         token = await self._read_password()
+        self._step("password")
+        problem = token_shape_problem(token)
+        if problem is not None:
+            raise self._refuse("28P01", f"Airlock refused the connection: {problem}")
+        return token
+
+    async def _login(self, startup: m.StartupMessage, token: str) -> None:
+        self._go_on()
+        fingerprint = login_fingerprint(token, startup)
+        self._head_start = self._start_backend_early(fingerprint, startup)
         request = AuthorizeRequest(
-            identity=user,
+            identity=self.identity,
             token=SecretStr(token),
-            target=target,
-            database=db,
+            target=self._target,
+            database=self._database,
             client_addr=self.client_addr,
             proxy_id=self.settings.proxy_id,
             session_id=self.session_id,
@@ -331,7 +464,9 @@ class PgSession:
         except (ControlPlaneError, TimeoutError) as e:
             log.error("authorize failed: %s", e, extra={"session_id": self.session_id})
             raise self._refuse("28000", "Airlock could not authorize this connection: control plane unavailable") from e
+        self._step("authorize")
         if answer.decision != "grant" or answer.grant is None:
+            self.ctx.head_starts.forget(fingerprint)
             refusal = answer.refusal
             sqlstate, reason = (refusal.sqlstate, refusal.reason) if refusal else ("28000", "refused")
             self.services.metrics.refused += 1
@@ -339,15 +474,59 @@ class PgSession:
         self.grant = grant = answer.grant
         if not isinstance(grant.backend, BackendRef):
             raise self._refuse("28000", f"Airlock refused the connection: target {grant.target!r} is not PostgreSQL")
-        backend_ref = grant.backend
+        assert self._slot is not None
+        self._slot.release()  # authenticated: no longer the login gate's concern
+        self._arm_deadline(grant)
+        self._go_on()
+        verdict = judge_startup(self._settings, self._judge_setting(grant))
+        if verdict.refused is not None:
+            raise self._refuse("42501", verdict.message())
         await self._open_recording(grant)
+        self._step("recording")
+        self._go_on()
         try:
             self.relay = await self._relay_for(grant)
         except CredentialError as e:
             log.error("%s", e, extra={"session_id": self.session_id})
             raise self._refuse("08006", "Airlock could not load the masking key; refusing to relay unmasked") from e
+        protocol_options = {k: v for k, v in startup.params.items() if k.startswith(PROTOCOL_OPTION_PREFIX)}
+        forwarded = {**verdict.allowed, **protocol_options}
+        self.backend = backend = await self._connect_backend(grant, forwarded, startup.protocol)
+        self._go_on()
+        self.ctx.head_starts.remember(fingerprint, _postgres(grant), forwarded, grant.expires_at)
+        self._greet(backend)
+
+    def _start_backend_early(self, fingerprint: bytes, startup: m.StartupMessage) -> HeadStart | None:
+        """The same token and StartupMessage were granted this backend before: start its login now, while
+        authorize decides (proxy/pg/headstart.py says why that sends nothing an unauthorized agent chose)."""
+        remembered = self.ctx.head_starts.recall(fingerprint)
+        if remembered is None:
+            return None
+        credential = self.services.credentials.cached(remembered.backend.credential_secret)
+        if credential is None:
+            return None
+        login = connect_backend(
+            remembered.backend,
+            credential,
+            dict(remembered.parameters),
+            startup.protocol,
+            timeout=self.settings.connect_timeout,
+            max_message=self.settings.max_backend_message,
+        )
+        self.services.metrics.head_starts += 1
+        return HeadStart(remembered, login)
+
+    async def _connect_backend(self, grant: Grant, forwarded: dict[str, str], protocol: int) -> BackendConnection:
+        """The backend login the grant calls for: the head start if it is that login, else a new one."""
+        backend_ref = _postgres(grant)
+        if self._head_start is not None:
+            early = await self._head_start.adopt(backend_ref, forwarded)
+            if early is not None:
+                self.services.metrics.head_starts_adopted += 1
+                self._step("head start")
+                return early
         try:
-            credential = await self.services.credentials.get(grant.backend.credential_secret)
+            credential = await self.services.credentials.get(backend_ref.credential_secret)
         except CredentialError as e:
             log.error("target %s: no backend credential: %s", grant.target, e, extra={"session_id": self.session_id})
             raise self._refuse(
@@ -355,29 +534,38 @@ class PgSession:
                 f"Airlock could not obtain the credential for target {grant.target!r}; an Airlock operator must "
                 f"look at it (`airlock targets check {grant.target}`; the proxy log says why)",
             ) from e
+        self._step("credential")
+        self._go_on()
         try:
-            self.backend = backend = await connect_backend(
+            backend = await connect_backend(
                 backend_ref,
                 credential,
-                startup.params,
-                startup.protocol,
+                forwarded,
+                protocol,
                 timeout=self.settings.connect_timeout,
                 max_message=self.settings.max_backend_message,
             )
         except BackendError as e:
             log.error("backend: %s", e, extra={"session_id": self.session_id})
             # The credential may have been rotated: fetch it afresh next time.
-            self.services.credentials.invalidate(grant.backend.credential_secret)
+            self.services.credentials.invalidate(backend_ref.credential_secret)
             self._to_agent(e.error)
             self.end_reason = f"backend: {e}"
             raise SessionEnded() from e
+        self._step("backend")
+        return backend
+
+    def _greet(self, backend: BackendConnection) -> None:
+        """The backend's greeting, under the proxy's cancel key, tells the agent it is in."""
+        grant = self.grant
+        assert grant is not None
         for message in backend.greeting:
             if message[:1] == b"S":  # ParameterStatus: client_encoding, standard_conforming_strings, ...
                 self.relay.observe_parameter(*m.parse_parameter_status(message[5:]))
         key = new_cancel_key(backend.protocol)
         self.cancel_key = (backend.pid, key)
         self.ctx.cancels.register(
-            backend.pid, key, CancelTarget(backend_ref, backend.pid, backend.key, intercept=self._intercept_cancel)
+            backend.pid, key, CancelTarget(_postgres(grant), backend.pid, backend.key, intercept=self._intercept_cancel)
         )
         greeting = [
             m.build_authentication(AUTH_OK),
@@ -387,8 +575,15 @@ class PgSession:
         ]
         self._to_agent(b"".join(greeting))
         self.tx_status = backend.ready_status
+        setup = self._setup
         log.info(
-            "session granted",
+            "session %s granted: %s -> %s/%s, set-up %.1f ms (%s)",
+            self.session_id,
+            grant.identity,
+            grant.target,
+            grant.database,
+            sum(setup.values()),
+            ", ".join(f"{k} {v:.1f}" for k, v in setup.items()),
             extra={
                 "session_id": self.session_id,
                 "identity": grant.identity,
@@ -397,7 +592,51 @@ class PgSession:
                 "policy_version": grant.policy_version,
                 "client": self.client_addr,
                 "backend_pid": backend.pid,
+                "setup_ms": {k: round(v, 2) for k, v in setup.items()},
             },
+        )
+
+    def _judge_setting(self, grant: Grant) -> SettingJudge | None:
+        """A startup setting is judged like the SET it is, by the session's guardrails (if it has any)."""
+        engine = self.ctx.guardrails.for_grant(grant)
+        if engine is None:
+            return None
+
+        def judge(sql: str) -> str | None:
+            blocked = first_block(engine.judge(sql))
+            return blocked.message() if blocked is not None else None
+
+        return judge
+
+    def _go_on(self) -> None:
+        """Between login steps: a session terminated meanwhile (SIGTERM drain, revocation) goes no further,
+        nor does a login on a proxy that has started draining; what it opened so far is closed by
+        ``_close``."""
+        if self._closed:
+            if self.grant is not None and self.recording is None:
+                self._refusal = ("57P01", self.end_reason)  # granted, but it never started: say so
+            raise SessionEnded()
+        if self.services.draining:
+            raise self._refuse("57P01", _SHUTTING_DOWN)
+
+    def _arm_deadline(self, grant: Grant) -> None:
+        """The grant's ``expires_at`` as a hard deadline of its own, whatever happens to renewal."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        delay = (grant.expires_at - datetime.now(UTC)).total_seconds()
+        self._deadline = asyncio.get_running_loop().call_later(max(delay, 0.0), self._grant_expired, grant)
+
+    def _grant_expired(self, grant: Grant) -> None:
+        if self._closed or self.grant is not grant:
+            return
+        self._spawn(
+            self.terminate(
+                "57P01",
+                f"Airlock terminated this session: its grant expired at {grant.expires_at:%Y-%m-%d %H:%M:%S} UTC "
+                "and was not renewed",
+                reason="grant expired, not renewed",
+            ),
+            "expiry",
         )
 
     async def _masker_for(self, grant: Grant) -> ResultMasker | None:
@@ -447,13 +686,13 @@ class PgSession:
     async def _read_password(self) -> str:
         framer = Framer(limit=SMALL_MESSAGE_LIMIT, allowed=frozenset({ord("p")}), peer="frontend")
         _, body, whole = await MessageReader(self.reader, framer).read_message()
-        self._early.append((True, whole))
+        self._keep_early(True, whole)
         return m.parse_password_message(body)
 
     def _refuse(self, sqlstate: str, message: str) -> SessionEnded:
         self._to_agent(m.build_error("FATAL", sqlstate, message))
         self.end_reason = f"refused: {message}"
-        if self.grant is None:
+        if self.recording is None:
             self._refusal = (sqlstate, message)
         return SessionEnded()
 
@@ -893,66 +1132,86 @@ class PgSession:
             })
 
     async def _renew(self) -> None:
-        """Re-authorize before the grant expires; terminate on refusal or when renewal is impossible."""
-        while self.grant is not None:
+        """Re-authorize before the grant expires; terminate on refusal. An unexpected failure is logged and
+        retried: the grant's deadline (``_arm_deadline``) ends the session if renewal never succeeds."""
+        while self.grant is not None and not self._closed:
             grant = self.grant
             lifetime = (grant.expires_at - grant.issued_at).total_seconds()
-            renew_at = grant.issued_at.timestamp() + max(lifetime * self.settings.reauthorize_at, 0.5)
+            # The grant's deadline is hard, so a renewal needs time to land: reauthorize_at of the
+            # lifetime, but at least _RENEW_MARGIN (or half a short grant's lifetime) before expiry.
+            margin = max(lifetime * (1 - self.settings.reauthorize_at), min(_RENEW_MARGIN, lifetime / 2))
+            renew_at = grant.issued_at.timestamp() + max(lifetime - margin, 0.5)
             await asyncio.sleep(max(renew_at - time.time(), 0.2))
-            request = AuthorizeRequest(
-                action="reauthorize",
-                identity=grant.identity,
-                target=grant.target,
-                database=grant.database,
-                client_addr=self.client_addr,
-                proxy_id=self.settings.proxy_id,
-                session_id=self.session_id,
-                grant_id=grant.grant_id,
-                key_id=grant.key_id,
-            )
             try:
-                answer = await self.services.control_plane.authorize(request)
-            except (ControlPlaneError, TimeoutError) as e:
-                if datetime.now(UTC) >= grant.expires_at:
+                if await self._renew_once(grant):
+                    return
+            except Exception:
+                log.exception("grant renewal failed unexpectedly; retrying", extra={"session_id": self.session_id})
+                await asyncio.sleep(1.0)
+
+    async def _renew_once(self, grant: Grant) -> bool:
+        """One re-authorization. True: the session is over (refused, or it cannot go on)."""
+        request = AuthorizeRequest(
+            action="reauthorize",
+            identity=grant.identity,
+            target=grant.target,
+            database=grant.database,
+            client_addr=self.client_addr,
+            proxy_id=self.settings.proxy_id,
+            session_id=self.session_id,
+            grant_id=grant.grant_id,
+            key_id=grant.key_id,
+        )
+        try:
+            answer = await self.services.control_plane.authorize(request)
+        except (ControlPlaneError, TimeoutError) as e:
+            if datetime.now(UTC) >= grant.expires_at:
+                await self.terminate(
+                    "57P01",
+                    "Airlock terminated this session: the grant expired and could not be renewed",
+                    reason=f"grant expired, renewal failed: {e}",
+                )
+                return True
+            log.warning("grant renewal failed, retrying: %s", e, extra={"session_id": self.session_id})
+            await asyncio.sleep(1.0)
+            return False
+        if answer.decision == "grant" and answer.grant is not None:
+            # A new policy version takes effect on live sessions at renewal, not only on new ones.
+            masker = self.relay.masker
+            if answer.grant.masking != grant.masking:
+                try:
+                    masker = await self._masker_for(answer.grant)
+                except CredentialError as e:  # fail closed: never go on under the old masking
                     await self.terminate(
                         "57P01",
-                        "Airlock terminated this session: the grant expired and could not be renewed",
-                        reason=f"grant expired, renewal failed: {e}",
+                        "Airlock terminated this session: its new masking policy cannot be applied",
+                        reason=f"masking policy changed, masker unavailable: {e}",
                     )
-                    return
-                log.warning("grant renewal failed, retrying: %s", e, extra={"session_id": self.session_id})
-                await asyncio.sleep(1.0)
-                continue
-            if answer.decision == "grant" and answer.grant is not None:
-                # A new policy version takes effect on live sessions at renewal, not only on new ones.
-                masker = self.relay.masker
-                if answer.grant.masking != grant.masking:
-                    try:
-                        masker = await self._masker_for(answer.grant)
-                    except CredentialError as e:  # fail closed: never go on under the old masking
-                        await self.terminate(
-                            "57P01",
-                            "Airlock terminated this session: its new masking policy cannot be applied",
-                            reason=f"masking policy changed, masker unavailable: {e}",
-                        )
-                        return
-                self.grant = answer.grant
-                self.relay = with_protections(self.relay, self.ctx.guardrails.for_grant(answer.grant), masker)
-                self._choose_path()
-                if self.recording is not None:
-                    self.recording.decision(
-                        EventKind.REAUTHORIZATION,
-                        {
-                            "grant_id": answer.grant.grant_id,
-                            "policy_version": answer.grant.policy_version,
-                            "expires_at": answer.grant.expires_at.isoformat(),
-                        },
-                    )
-                continue
-            reason = answer.refusal.reason if answer.refusal else "authorization withdrawn"
-            sqlstate = answer.refusal.sqlstate if answer.refusal else "28000"
-            await self.terminate(sqlstate, f"Airlock terminated this session: {reason}", reason=f"revoked: {reason}")
-            return
+                    return True
+            self.grant = answer.grant
+            self._arm_deadline(answer.grant)
+            self.relay = with_protections(self.relay, self.ctx.guardrails.for_grant(answer.grant), masker)
+            self._choose_path()
+            if self.recording is not None:
+                self.recording.decision(
+                    EventKind.REAUTHORIZATION,
+                    {
+                        "grant_id": answer.grant.grant_id,
+                        "policy_version": answer.grant.policy_version,
+                        "expires_at": answer.grant.expires_at.isoformat(),
+                    },
+                )
+            return False
+        reason = answer.refusal.reason if answer.refusal else "authorization withdrawn"
+        sqlstate = answer.refusal.sqlstate if answer.refusal else "28000"
+        await self.terminate(sqlstate, f"Airlock terminated this session: {reason}", reason=f"revoked: {reason}")
+        return True
+
+
+def _postgres(grant: Grant) -> BackendRef:
+    """The grant's PostgreSQL backend (``_login`` refused any other before this is called)."""
+    assert isinstance(grant.backend, BackendRef)
+    return grant.backend
 
 
 _background: set[asyncio.Task[object]] = set()

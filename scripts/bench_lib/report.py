@@ -70,6 +70,8 @@ TARGETS: tuple[TargetCheck, ...] = (
                 about="masking's scan of results without sensitive values (orders)"),
     TargetCheck("masking-pii", "rows-1000", "airlock", "airlock-nomask", 0.5, "MB/s",
                 about="masking results where every row holds a card number, an SSN and an e-mail (customers)"),
+    TargetCheck("connect", "connect-select", "airlock", "pgbouncer", None,
+                about="a new connection per transaction (-C): TLS, authorize, backend login, recording open"),
 )  # fmt: skip
 
 

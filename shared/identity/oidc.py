@@ -94,6 +94,24 @@ def clear_cache() -> None:
         _issuers.clear()
 
 
+def unverified_issuer(token: str) -> tuple[str, str]:
+    """(issuer, algorithm) a well-formed JWT claims, before anything is verified; ``TokenError`` if ``token`` does
+    not have a JWT's shape, names a disallowed algorithm or no issuer. No I/O: the proxy calls this
+    before it spends a control-plane call on a password."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError as e:
+        raise TokenError("password is neither an Airlock key (ak_...) nor a well-formed JWT") from e
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGORITHMS:
+        raise TokenError(f"token algorithm {alg!r} is not allowed (asymmetric algorithms only)")
+    issuer = unverified.get("iss")
+    if not isinstance(issuer, str) or not issuer:
+        raise TokenError("token has no issuer ('iss' claim)")
+    return issuer, alg
+
+
 def verify_token(
     token: str,
     audiences_for: Callable[[str], Sequence[str]],
@@ -106,17 +124,7 @@ def verify_token(
     ``audiences_for(issuer)`` says which audiences the policy accepts from an issuer; no audiences
     means the issuer is not trusted and is never contacted.
     """
-    try:
-        header = jwt.get_unverified_header(token)
-        unverified = jwt.decode(token, options={"verify_signature": False})
-    except jwt.InvalidTokenError as e:
-        raise TokenError("password is neither an Airlock key (ak_...) nor a well-formed JWT") from e
-    alg = header.get("alg")
-    if alg not in ALLOWED_ALGORITHMS:
-        raise TokenError(f"token algorithm {alg!r} is not allowed (asymmetric algorithms only)")
-    issuer = unverified.get("iss")
-    if not isinstance(issuer, str) or not issuer:
-        raise TokenError("token has no issuer ('iss' claim)")
+    issuer, alg = unverified_issuer(token)
     audiences = list(audiences_for(issuer))
     if not audiences:
         raise TokenError(f"token issuer {issuer!r} is not trusted by the policy")

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from shared.approvals.policy import ApprovalsPolicy, Member
-from shared.controlplane import BackendRef, BackendTLS, RecordingMode
+from shared.controlplane import BackendRef, BackendTLS, RecordingMode, engine_of
 from shared.guard.scope import RuleScope
 from shared.guard.verdict import Action
 from shared.k8s.policy import KubernetesAccess, KubernetesGuardrails, KubernetesTargetSpec
@@ -96,6 +96,10 @@ class TargetSpec(_Strict):
     credential_secret: str = Field(min_length=1)
     tls: BackendTLS = BackendTLS.PREFER
     tls_ca_pem: str | None = None
+    # With tls disable/prefer the server is not authenticated, so the proxy refuses to answer its request
+    # for a cleartext or md5 password (whoever answers would get it, or a replayable hash) unless this
+    # says yes. SCRAM needs no such opt-in: it proves the server, and Airlock checks that proof.
+    allow_insecure_password: bool = False
     databases: list[Name] = Field(min_length=1)
 
     def backend_ref(self, database: str) -> BackendRef:
@@ -107,19 +111,22 @@ class TargetSpec(_Strict):
             credential_secret=self.credential_secret,
             tls=self.tls,
             tls_ca_pem=self.tls_ca_pem,
+            allow_insecure_password=self.allow_insecure_password,
         )
 
 
-def _engine(value: Any) -> str:
-    engine = value.get("engine", "postgres") if isinstance(value, dict) else getattr(value, "engine", "postgres")
-    return str(engine)
+class DatabaseAlias(_Strict):
+    """A database name agents may use for ``target``/``database`` (as pgbouncer's ``[databases]``)."""
+
+    target: Name
+    database: Name
 
 
 # A target of any protocol, told apart by ``engine`` (absent: postgres).
 Target = Annotated[
     Annotated[TargetSpec, Tag("postgres")] | Annotated[SshTargetSpec, Tag("ssh")]
     | Annotated[KubernetesTargetSpec, Tag("kubernetes")],
-    Discriminator(_engine),
+    Discriminator(engine_of),
 ]
 
 
@@ -184,10 +191,20 @@ class Policy(_Strict):
     # Rules for SSH commands and Kubernetes API requests (absent: not judged).
     ssh: SshGuardrails | None = None
     kubernetes: KubernetesGuardrails | None = None
+    # dbname -> the target and database it names; an alias wins over a database of the same name.
+    aliases: dict[Name, DatabaseAlias] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Policy:
         problems: list[str] = []
+        for name, alias in self.aliases.items():
+            aliased = self.targets.get(alias.target)
+            if aliased is None:
+                problems.append(f"aliases.{name}.target: unknown target {alias.target!r}")
+            elif not isinstance(aliased, TargetSpec):
+                problems.append(f"aliases.{name}.target: target {alias.target!r} is not PostgreSQL")
+            elif alias.database not in aliased.databases:
+                problems.append(f"aliases.{name}.database: target {alias.target!r} does not serve {alias.database!r}")
         seen: dict[tuple[str, str, str], int] = {}
         for i, b in enumerate(self.bindings):
             where = f"bindings[{i}]"

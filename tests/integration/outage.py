@@ -1,4 +1,4 @@
-"""A TCP forwarder in front of the local AWS endpoint that a test can take down and bring back."""
+"""A TCP forwarder in front of a local endpoint that a test can take down, stall and bring back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from contextlib import suppress
 
 
 class Forwarder:
-    """127.0.0.1:<port> -> target. ``down()`` refuses new connections and cuts the live ones."""
+    """127.0.0.1:<port> -> target. ``down()`` refuses new connections and cuts the live ones; ``stall()``
+    keeps every connection open but forwards nothing (a hung endpoint) until ``up()``."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -16,6 +17,8 @@ class Forwarder:
         self.port: int = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._up = True
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stop = False
@@ -33,9 +36,14 @@ class Forwarder:
     def up(self) -> None:
         with self._lock:
             self._up = True
+        self._flowing.set()
+
+    def stall(self) -> None:
+        self._flowing.clear()
 
     def close(self) -> None:
         self._stop = True
+        self._flowing.set()
         self.down()
         self.listener.close()
 
@@ -61,6 +69,7 @@ class Forwarder:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         with suppress(OSError):
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         with suppress(OSError):
             sink.shutdown(socket.SHUT_WR)

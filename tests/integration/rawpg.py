@@ -53,8 +53,15 @@ class RawConnection:
         self.sock.close()
 
 
-def open_tls(port: int) -> RawConnection:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def connect(port: int, source: str | None = None) -> socket.socket:
+    """A TCP connection to the proxy, optionally from another loopback address (127.0.0.2, ...)."""
+    return socket.create_connection(
+        ("127.0.0.1", port), timeout=10, source_address=(source, 0) if source else None
+    )
+
+
+def open_tls(port: int, source: str | None = None) -> RawConnection:
+    sock = connect(port, source)
     sock.sendall(m.build_ssl_request())
     assert sock.recv(1) == b"S"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -64,12 +71,21 @@ def open_tls(port: int) -> RawConnection:
 
 
 def login(
-    port: int, user: str, token: str, database: str = "demo", protocol: int = PROTOCOL_3_0
+    port: int,
+    user: str,
+    token: str,
+    database: str = "demo",
+    protocol: int = PROTOCOL_3_0,
+    *,
+    source: str | None = None,
+    params: dict[str, str] | None = None,
 ) -> tuple[RawConnection, list[tuple[int, bytes]]]:
     """TLS, startup, password; returns the connection and what the proxy said up to ReadyForQuery/Error."""
-    conn = open_tls(port)
-    conn.send(m.build_startup_message(protocol, {"user": user, "database": database}))
+    conn = open_tls(port, source)
+    conn.send(m.build_startup_message(protocol, {"user": user, "database": database, **(params or {})}))
     mtype, body = conn.read()
+    if mtype == ord("E"):  # refused before the password was asked for
+        return conn, [(mtype, body)]
     assert mtype == ord("R") and m.parse_authentication(body)[0] == 3, (chr(mtype), body)
     conn.send(m.build_password_message(token))
     seen = []

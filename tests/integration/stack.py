@@ -18,8 +18,9 @@ from typing import Any
 from airlock.cli import mint_dev_token
 from airlock.devstack.stack import ROOT, free_port, wait_for_port
 
-# Short grants so that renewal (and so revocation of live sessions) happens within seconds in tests.
-TEST_GRANT_TTL = 5
+# Short grants so that renewal (and so revocation of live sessions) happens within seconds in tests; not
+# shorter: the grant is a hard deadline, and a renewal under load (2 shared CPUs) needs a few seconds of margin.
+TEST_GRANT_TTL = 10
 
 
 @dataclass
@@ -75,6 +76,19 @@ class AirlockStack:
         """This stack's AWS endpoint and names, whatever endpoint this test process points at."""
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRLOCK_"))}
         return {**clean, **self.info["env"]}
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client for this stack's local AWS endpoint, whatever this test process points at."""
+        import boto3
+
+        env = self.info["env"]
+        return boto3.client(
+            service,
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def proxy_log(self) -> str:
         return Path(self.info["proxy"]["log"]).read_text(errors="replace")

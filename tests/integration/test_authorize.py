@@ -148,7 +148,7 @@ def test_valid_oidc_token_gets_a_grant(env: Env) -> None:
     assert grant["backend"] == {
         "engine": "postgres", "host": "127.0.0.1", "port": 5433, "database": "demo",
         "credential_secret": "airlock/targets/demo",
-        "tls": "require", "tls_ca_pem": None,
+        "tls": "require", "tls_ca_pem": None, "allow_insecure_password": False,
     }  # fmt: skip
     expires = datetime.fromisoformat(grant["expires_at"])
     # The binding's 120 s, not hours.
@@ -306,6 +306,32 @@ def test_missing_binding_unknown_target_and_database_are_28000(env: Env) -> None
     refused(env.invoke(env.ci, token, database="payroll"), "28000", "has no database 'payroll'")
 
 
+def test_a_plain_database_name_is_routed_by_the_identitys_bindings(env: Env, tmp_path: Path) -> None:
+    token = env.ci_token()
+    grant = env.invoke(env.ci, token, target=None)["grant"]
+    assert (grant["target"], grant["database"], grant["backend"]["database"]) == ("demo", "demo", "demo")
+    # A second target serves demo to ci; aliases name a target and a database.
+    text = POLICY.format(issuer=env.issuer.url, ci=env.ci, other=env.other, contractor=env.contractor)
+    text = text.replace("bindings:\n", (
+        "  replica:\n    host: 127.0.0.2\n    credential_secret: airlock/targets/replica\n    databases: [demo]\n"
+        f"bindings:\n  - {{identity: {env.ci}, target: replica, databases: [demo]}}\n"))
+    text += "aliases:\n  reports: {target: demo, database: demo}\n  ro: {target: replica, database: demo}\n"
+    changed = tmp_path / "two-targets.yaml"
+    changed.write_text(text)
+    admin.push_policy(changed)
+    app.deps.cache_clear()
+    refused(env.invoke(env.ci, token, target=None), "28000", "served to", "by several targets (demo, replica)",
+            "connect with dbname=demo/demo or dbname=replica/demo, or ask for an alias")  # fmt: skip
+    alias = env.invoke(env.ci, token, target=None, database="ro")["grant"]
+    assert (alias["target"], alias["database"], alias["backend"]["host"]) == ("replica", "demo", "127.0.0.2")
+    assert env.invoke(env.ci, token, target="replica")["grant"]["target"] == "replica"  # target/database
+    refused(env.invoke(env.ci, token, target=None, database="nope"), "28000", "no binding for a database 'nope'",
+            "it may connect to demo/demo or replica/demo, reports, ro")  # fmt: skip
+    refused(env.invoke(env.other, token, target=None, database="ro"), "28P01")  # who you are comes first
+    # The other identity reaches demo only through target demo: unambiguous for it.
+    assert env.invoke(env.other, env.issuer.mint("repo:acme/other:ref:refs/heads/main"), target=None)["grant"]
+
+
 # -- reauthorize
 
 
@@ -376,7 +402,7 @@ def test_invalid_policy_push_is_rejected(env: Env, tmp_path: Path) -> None:
 
 def test_malformed_event_gets_a_clear_refusal_without_echoing_the_token(env: Env) -> None:
     response = app.handler({"identity": "", "token": ["ak_secret-looking"], "surprise": 1}, FakeContext())
-    reason = refused(response, "28000", "malformed authorize request", "identity:", "target: Field required")
+    reason = refused(response, "28000", "malformed authorize request", "identity:", "token:")
     assert "surprise: Extra inputs are not permitted" in reason
     assert "ak_secret-looking" not in reason
     refused(app.handler(["not", "an", "object"], FakeContext()), "28000", "malformed authorize request")

@@ -97,9 +97,9 @@ def tls_postgres() -> Iterator[TlsPostgres]:
 
 
 async def _login(pg: TlsPostgres, tls: BackendTLS, user: str, password: str,
-                 ca: str | None = None) -> BackendConnection:
+                 ca: str | None = None, *, allow_insecure_password: bool = False) -> BackendConnection:
     ref = BackendRef(host="127.0.0.1", port=pg.port, database="postgres", credential_secret="unused",
-                     tls=tls, tls_ca_pem=ca)
+                     tls=tls, tls_ca_pem=ca, allow_insecure_password=allow_insecure_password)
     return await connect_backend(ref, BackendCredential(user, password), {"application_name": "t"}, PROTOCOL_3_0,
                                  timeout=10, max_message=1 << 20)
 
@@ -149,9 +149,16 @@ def test_verification_failures_refuse(tls_postgres: TlsPostgres, mode: BackendTL
     assert fields["C"] == "08006" and "TLS" in fields["M"]
 
 
-def test_md5_without_tls(tls_postgres: TlsPostgres) -> None:
+def test_md5_without_tls_only_with_the_policy_opt_in(tls_postgres: TlsPostgres) -> None:
+    # Without TLS nothing proves the server is the target: an md5 hash (replayable against it) goes to
+    # whoever answers. Refused unless the target says allow_insecure_password.
+    with pytest.raises(BackendError) as info:
+        asyncio.run(_login(tls_postgres, BackendTLS.DISABLE, "md5_user", "md5-secret"))
+    fields = m.parse_error_fields(info.value.error[5:])
+    assert fields["C"] == "08006" and "will not send the target's password" in fields["M"]
+
     async def run() -> None:
-        conn = await _login(tls_postgres, BackendTLS.DISABLE, "md5_user", "md5-secret")
+        conn = await _login(tls_postgres, BackendTLS.DISABLE, "md5_user", "md5-secret", allow_insecure_password=True)
         assert not conn.tls and conn.auth_mechanism == "md5"
         assert await _query_one(conn, "SELECT current_user") == [b"md5_user"]
 

@@ -4,6 +4,7 @@ push`, and what an agent and the proxy log say when a target's credential cannot
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 import yaml
 
+from shared.config import ControlPlaneSettings
 from shared.policy import parse_policy
 from tests.integration.stack import AirlockStack, eventually
 
@@ -131,9 +133,12 @@ def test_check_says_exactly_what_is_wrong(stack: AirlockStack, tmp_path: Path) -
 def test_a_target_without_its_secret_is_flagged_at_push_and_named_in_the_agents_fatal(
     stack: AirlockStack, tmp_path: Path
 ) -> None:
-    binding = {"identity": "ci-nightly", "target": "ghost", "databases": ["demo"]}
+    # Its own database name: a second target serving "demo" to ci-nightly would make a plain dbname=demo
+    # ambiguous for every other test while this policy is in force.
+    binding = {"identity": "ci-nightly", "target": "ghost", "databases": ["ghostdb"]}
     path = policy_with(
-        stack, tmp_path, {"ghost": {"credential_secret": "airlock/targets/ghost"}}, bindings=[binding]
+        stack, tmp_path, {"ghost": {"credential_secret": "airlock/targets/ghost", "databases": ["ghostdb"]}},
+        bindings=[binding],
     )
     pushed = stack.cli("policy", "push", str(path))
     try:
@@ -142,7 +147,7 @@ def test_a_target_without_its_secret_is_flagged_at_push_and_named_in_the_agents_
 
         def refused() -> str:
             try:
-                psycopg.connect(stack.conninfo(dbname="ghost/demo")).close()
+                psycopg.connect(stack.conninfo(dbname="ghost/ghostdb")).close()
             except psycopg.OperationalError as e:
                 return str(e)
             return ""
@@ -156,3 +161,4 @@ def test_a_target_without_its_secret_is_flagged_at_push_and_named_in_the_agents_
         assert "ResourceNotFoundException" in log
     finally:
         stack.cli("policy", "push", str(stack.state_dir / "policy.yaml"))
+        time.sleep(ControlPlaneSettings().policy_cache_seconds + 0.5)  # the next test sees the demo policy

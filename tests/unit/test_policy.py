@@ -126,3 +126,15 @@ def test_yaml_level_errors() -> None:
 def test_error_message_lists_every_problem() -> None:
     with pytest.raises(PolicyError, match=r"^invalid policy: .*port.*tls"):
         parse_policy(VALID.replace("port: 5433", "port: 0").replace("tls: prefer", "tls: x"))
+
+
+def test_aliases_name_a_target_that_serves_the_database() -> None:
+    good = VALID + "aliases:\n  reports: {target: demo, database: analytics}\n"
+    alias = parse_policy(good).aliases["reports"]
+    assert (alias.target, alias.database) == ("demo", "analytics")
+    bad = VALID + "aliases:\n  a: {target: nowhere, database: demo}\n  b: {target: demo, database: payroll}\n"
+    assert problems_of(bad) == [
+        "aliases.a.target: unknown target 'nowhere'",
+        "aliases.b.database: target 'demo' does not serve 'payroll'",
+    ]
+    assert parse_policy(VALID).targets["demo"].allow_insecure_password is False

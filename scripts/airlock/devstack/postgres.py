@@ -69,7 +69,9 @@ class EmbeddedPostgres:
         socket_dir = self._socket_dir()
         # shared_buffers: pgbench's scale-10 tables and the demo tables (about 160 MB) fit in memory, so a
         # benchmark on this stack measures the path rather than the host's page cache.
-        options = f"-h {self.host} -p {self.port} -k {socket_dir} -c shared_buffers=256MB"
+        # max_prepared_transactions: two-phase commit works through Airlock as it does directly.
+        options = (f"-h {self.host} -p {self.port} -k {socket_dir} -c shared_buffers=256MB "
+                   "-c max_prepared_transactions=8")
         self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-o", options, "-w", "-t", "30", "start")
 
     def stop(self) -> None:

@@ -257,7 +257,6 @@ class DevStack:
             "AIRLOCK_PROXY_LISTEN_HOST": "127.0.0.1",
             "AIRLOCK_PROXY_TLS_CERT": str(cert),
             "AIRLOCK_PROXY_TLS_KEY": str(key),
-            "AIRLOCK_PROXY_DEFAULT_TARGET": DEMO_TARGET,
             "AIRLOCK_PROXY_PROXY_ID": f"local-{secrets.token_hex(3)}",
             "AIRLOCK_PROXY_DRAIN_SECONDS": "5",
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "scripts")]),
