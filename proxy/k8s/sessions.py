@@ -14,9 +14,12 @@ exchanges. The session ends when
     ERROR event, an exec session a Status on its error channel), and the grant's expiry is a hard deadline
     whatever happens to renewal;
   - the recording cannot be stored, or the proxy shuts down.
-A token the control plane refused is remembered (``REFUSAL_SECONDS``) so that a client retrying in a loop
-costs one authorize call, not one per request; a bearer token that is neither an Airlock key nor a JWT is
-refused without asking the control plane at all.
+Opening a session is a login, and passes the proxy's login gate (``proxy/admission.py``) as a
+PostgreSQL login does: a bearer token that is not shaped like an Airlock key or an OIDC token is refused
+without asking the control plane; a source whose refused logins spent its budget is refused before
+authorize is asked (429); at most so many logins are in progress at once, in all and per source; refusals
+are recorded one by one within the source's budget and counted beyond it. A token the control plane
+refused is also remembered (``REFUSAL_SECONDS``), so a client retrying in a loop costs one authorize call.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -39,6 +43,7 @@ from pydantic import SecretStr
 
 from shared.controlplane import AuthorizeRequest, Grant, KubernetesBackendRef
 from shared.identity.keys import looks_like_key
+from shared.identity.shape import token_shape_problem
 from shared.k8s import status as k8s_status
 from shared.k8s.judge import KubernetesJudge
 from shared.k8s.objects import ObjectMasker
@@ -87,14 +92,6 @@ class SessionKey:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def plausible_token(token: str) -> bool:
-    """An Airlock key or something shaped like a JWT: worth asking the control plane about."""
-    if looks_like_key(token):
-        return True
-    parts = token.split(".")
-    return len(parts) == 3 and token.startswith("eyJ") and all(parts) and len(token) <= 16384
 
 
 class K8sSession:
@@ -382,8 +379,11 @@ class SessionRegistry:
         """The token's live session, opened (authorized) on first use; ``GatewayRefusal`` otherwise."""
         if self.closing:
             raise GatewayRefusal(503, "Airlock proxy is shutting down; retry", reason="ServiceUnavailable")
-        if not plausible_token(token):
-            raise GatewayRefusal(401, "Airlock: the bearer token is neither an Airlock key nor an OIDC token")
+        gate, source = self.ctx.services.gate, client_addr.rpartition(":")[0] or client_addr
+        problem = token_shape_problem(token)
+        if problem is not None:
+            gate.refused(source, "401 token shape", recordable=False)
+            raise GatewayRefusal(401, f"Airlock: {problem}")
         key = SessionKey(identity, target, token_digest(token))
         session = self.sessions.get(key)
         if session is not None:
@@ -398,10 +398,14 @@ class SessionRegistry:
         opening = self._opening.get(key)
         if opening is not None:
             return await asyncio.shield(opening)
+        wait = gate.throttled(source)
+        if wait is not None:
+            raise GatewayRefusal(429, f"Airlock: too many refused logins from {source}; try again in "
+                                      f"{math.ceil(wait)} s")  # fmt: skip
         future: asyncio.Future[K8sSession] = asyncio.get_running_loop().create_future()
         self._opening[key] = future
         try:
-            session = await self._open(key, token, client_addr)
+            session = await self._login(key, token, client_addr, source)
         except GatewayRefusal as e:
             future.set_exception(e)
             future.exception()  # retrieved: only concurrent first requests wait on it
@@ -416,17 +420,25 @@ class SessionRegistry:
         finally:
             del self._opening[key]
 
-    async def _open(self, key: SessionKey, token: str, client_addr: str) -> K8sSession:
+    async def _login(self, key: SessionKey, token: str, client_addr: str, source: str) -> K8sSession:
+        """Open a session through the login gate (a slot while authorize decides)."""
+        gate = self.ctx.services.gate
+        admitted = await gate.admit(source, self.ctx.services.settings.login_wait_seconds)
+        if isinstance(admitted, str):
+            raise GatewayRefusal(503, f"Airlock: {admitted}", reason="ServiceUnavailable")
         session = K8sSession(self.ctx, key, client_addr)
         try:
             await session.open(token)
         except GatewayRefusal as e:
             if e.code in (401, 403):
                 self._remember(key, e)
-                await SessionRecording.refused(self.ctx.services.recording, session.start(), reason=e.message,
-                                               sqlstate=str(e.code))  # fmt: skip
                 self.ctx.services.metrics.refused += 1
+                if gate.refused(source, str(e.code), recordable=True):
+                    await SessionRecording.refused(self.ctx.services.recording, session.start(), reason=e.message,
+                                                   sqlstate=str(e.code))  # fmt: skip
             raise
+        finally:
+            admitted.release()
         self.sessions[key] = session
         self.ctx.services.metrics.accepted += 1
         return session

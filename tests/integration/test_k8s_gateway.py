@@ -299,7 +299,7 @@ def test_bad_requests_get_clear_statuses(stack: AirlockStack) -> None:
     code, body = Wire(stack, token="").json("GET", "/api/v1/namespaces")
     assert code == 401 and "bearer token" in body["message"]
     code, body = Wire(stack, token="not-a-token").json("GET", "/api/v1/namespaces")
-    assert code == 401 and "neither an Airlock key nor an OIDC token" in body["message"]
+    assert code == 401 and "neither an Airlock key (ak_...) nor a well-formed JWT" in body["message"]
     code, body = Wire(stack, "analyst", token=stack.token("deployer")).json("GET", "/api/v1/namespaces")
     assert code == 401 and "proves identity 'deployer'" in body["message"]
     code, body = wire.json("GET", "/api/v1/namespaces/default/pods/%2e%2e/secrets")
