@@ -119,6 +119,7 @@ class Exchange:
         finally:
             self.session.live.discard(self)
             self.session.end()
+            self.session.touch()  # the session may be idle now: let its supervisor look
             self._finish()
 
     async def _run(self) -> web.StreamResponse:

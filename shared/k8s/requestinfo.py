@@ -64,11 +64,6 @@ class RequestInfo:
     # Why the API server's request-info fails for this request (it answers 500); empty when it does not.
     error: str = ""
 
-    @property
-    def resource_path(self) -> str:
-        """``resource`` or ``resource/subresource``, as RBAC names it."""
-        return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
-
 
 def request_info(method: str, path: str, query: Query) -> RequestInfo:
     """Parse one request (``path`` decoded, ``query`` as ``decode_target`` returns it)."""

@@ -35,7 +35,7 @@ matched by rules that name it, so an allow rule for ``create pods`` never allows
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -159,7 +159,3 @@ def rule_warnings(rules: list[KubernetesRule], section: str = "kubernetes") -> l
             out.append(f"{section}.rules[{i}] ({rule.name}): resources ['*'] match every resource request")
     return out
 
-
-def describe_match(match: KubernetesRuleMatch) -> dict[str, Any]:
-    """The criteria a rule names (for messages and the recording)."""
-    return match.model_dump(exclude_defaults=True)

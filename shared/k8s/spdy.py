@@ -155,11 +155,6 @@ class SpdyConnection:
                 frames.append((Data(stream_id, payload, bool(flags & FLAG_FIN)), raw))
         return frames
 
-    @property
-    def buffered(self) -> int:
-        """Bytes of an incomplete frame waiting for the rest."""
-        return len(self._buffer)
-
     def _control(self, kind: int, flags: int, payload: bytes) -> Frame | None:
         fin = bool(flags & FLAG_FIN)
         try:

@@ -182,8 +182,3 @@ class SpdyChannels:
     def finish(self) -> list[Recorded]:
         tail = self.maskers.flush_stdin()
         return [Recorded(True, STDIN, tail)] if tail else []
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of incomplete frames held in either direction (bounded by SPDY's 16 MiB frame limit)."""
-        return self._agent.buffered + self._cluster.buffered

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from shared.masking.actions import Tokenizer, mask_text
-from shared.masking.detectors import Detector, Match, candidates, find, normalize
+from shared.masking.detectors import Match, candidates, find, normalize
 from shared.masking.rules import MaskAction, MaskingPolicy
 
 _SURROGATE = "surrogateescape"
@@ -74,7 +74,3 @@ class TextMasker:
         self.found.clear()
         return counts
 
-
-def detector_names(policy: MaskingPolicy) -> frozenset[Detector]:
-    """The detectors a policy has switched on."""
-    return frozenset(d for d, a in policy.detectors.items() if a is not MaskAction.OFF)
