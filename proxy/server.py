@@ -26,6 +26,7 @@ from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
 from .k8s.gateway import K8sGateway
 from .pg.cancel import CancelRegistry
+from .pg.catalog import TargetCatalogs
 from .pg.context import GuardrailEngines, PgContext
 from .pg.session import PgSession
 from .pg.tls import PgRecordSSLObject
@@ -90,7 +91,15 @@ class ProxyServer:
             metrics=Metrics(),
             approvals=ApprovalsClient.from_settings(approvals_settings()),
         )
-        self.pg = PgContext(self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails))
+        catalogs = TargetCatalogs(
+            self.services.credentials.get,
+            ttl=settings.catalog_ttl_seconds,
+            timeout=settings.connect_timeout,
+            max_message=settings.max_backend_message,
+        )
+        self.pg = PgContext(
+            self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails), catalogs
+        )
         # The Kubernetes API gateway (its own TLS context: it speaks ALPN http/1.1), when a port is set.
         self.k8s = K8sGateway(self.services, agent_tls_context(settings), self.services.approvals) \
             if settings.k8s_port is not None else None  # fmt: skip
@@ -179,6 +188,7 @@ class ProxyServer:
         self._flush_refusals()
         # Every live recording is sealed and signed, and the audit trail flushed, before exit.
         await self.services.recording.shutdown()
+        await self.pg.catalogs.close()
         if self._health is not None:
             await self._health.cleanup()
         self.stopped.set()

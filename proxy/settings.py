@@ -57,6 +57,9 @@ class ProxySettings(BaseSettings):
     # Re-authorize when this fraction of the grant's lifetime has passed.
     reauthorize_at: float = 0.8
     credential_cache_seconds: float = 60.0
+    # How long masking trusts a target's catalog (relations, view definitions) before reading it again;
+    # a schema change seen by this proxy makes it read again at once. See proxy/pg/catalog.py.
+    catalog_ttl_seconds: float = Field(default=5.0, gt=0)
     health_port: int | None = None
     # --- the Kubernetes API gateway (proxy/k8s): listens only when a port is set; TLS as above.
     k8s_port: int | None = None

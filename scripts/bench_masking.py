@@ -23,7 +23,8 @@ from itertools import repeat
 from stdnum import luhn
 
 from shared.masking import MaskingPolicy, is_card_number
-from shared.pg.masking import ResultMasker
+from shared.pg.masking import ResultMasker, StatementRef
+from shared.pg.masking.catalog import Attribute, FixedCatalog, Relation, catalog_of
 from shared.pg.masking.memo import SHARED_BUDGET
 from shared.pg.wire.constants import LARGE_MESSAGE_LIMIT
 from shared.pg.wire.framing import Framer
@@ -53,6 +54,11 @@ DEMO_POLICY = MaskingPolicy.model_validate(
     }
 )
 TOKEN_KEY = b"bench-token-key-" * 2
+# The relations the statements read (lineage follows them; column rules cover customers' ssn and card).
+CATALOG = FixedCatalog(catalog_of([
+    Relation(1, "public", "orders", "r", tuple(Attribute(f.name, f.type_oid) for f in ORDERS)),
+    Relation(2, "public", "customers", "r", tuple(Attribute(f.name, f.type_oid) for f in CUSTOMERS)),
+]))
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class Shape:
     fields: list[Field]
     policy: MaskingPolicy
     row: Callable[[int], list[bytes]]
+    statement: StatementRef
 
 
 def card(i: int) -> str:
@@ -96,10 +103,12 @@ def customer(i: int) -> list[bytes]:
     ]
 
 
+SELECT_ORDERS = StatementRef("SELECT * FROM orders LIMIT 1000 OFFSET 10")
+SELECT_CUSTOMERS = StatementRef("SELECT * FROM customers LIMIT 1000 OFFSET 10")
 SHAPES = [
-    Shape("no sensitive values", ORDERS, MaskingPolicy(), order(False)),
-    Shape("card number in every row", ORDERS, MaskingPolicy(), order(True)),
-    Shape("demo customers", CUSTOMERS, DEMO_POLICY, customer),
+    Shape("no sensitive values", ORDERS, MaskingPolicy(), order(False), SELECT_ORDERS),
+    Shape("card number in every row", ORDERS, MaskingPolicy(), order(True), SELECT_ORDERS),
+    Shape("demo customers", CUSTOMERS, DEMO_POLICY, customer, SELECT_CUSTOMERS),
 ]
 
 
@@ -121,7 +130,7 @@ def masking(shape: Shape, session_masker: Callable[[], ResultMasker]) -> Callabl
         session = session_masker()
         framer = Framer(limit=LARGE_MESSAGE_LIMIT)
         chunk, frames = framer.feed(data)
-        plan = session.on_row_description(shape.fields)
+        plan = session.on_row_description(shape.fields, shape.statement)
         if not plan.needs_rows(session.prefilter(chunk)):
             return len(chunk)
         out: list[bytes] = []
@@ -151,7 +160,7 @@ def rate(fn: Callable[[bytes], int], data: bytes, seconds: float) -> float:
 
 def fresh(shape: Shape) -> ResultMasker:
     """A masker whose memo is empty and its own: every row is masked for the first time."""
-    return ResultMasker(shape.policy, TOKEN_KEY, memo_bytes=SHARED_BUDGET)
+    return ResultMasker(shape.policy, TOKEN_KEY, catalog=CATALOG, memo_bytes=SHARED_BUDGET)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """What a PostgreSQL session uses beyond the common services: the process's cancel-key registry, the
-guardrail engines shared by sessions of one policy snapshot, and the memory of granted logins that gives
-the next identical login a head start on its backend login."""
+guardrail engines shared by sessions of one policy snapshot, the targets' catalogs masking reads, and the
+memory of granted logins that gives the next identical login a head start on its backend login."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from shared.pg.sql.engine import GuardrailEngine
 
 from ..services import Services
 from .cancel import CancelRegistry
+from .catalog import TargetCatalogs
 from .headstart import HeadStarts
 
 _MAX_ENGINES = 256
@@ -43,4 +44,5 @@ class PgContext:
     services: Services
     cancels: CancelRegistry
     guardrails: GuardrailEngines
+    catalogs: TargetCatalogs
     head_starts: HeadStarts = field(default_factory=HeadStarts)

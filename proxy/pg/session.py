@@ -95,6 +95,7 @@ from ..credentials import CredentialError
 from ..recording import RecordingUnavailable, SessionRecording, SessionStart
 from .backend import BackendConnection, BackendError, connect_backend
 from .cancel import CancelTarget, new_cancel_key
+from .catalog import TargetCatalog
 from .context import PgContext
 from .headstart import HeadStart, login_fingerprint
 from .link import Endpoint
@@ -120,6 +121,9 @@ _RENEW_MARGIN = 10.0
 _SHUTTING_DOWN = "Airlock proxy is shutting down; reconnect to continue"
 # The target of a refusal recorded before authorize chose one (the index needs a name; no target has it).
 UNRESOLVED_TARGET = "(unresolved)"
+_CATALOG = "masking-catalog"
+# Backend messages whose masking plan reads the target's catalog: RowDescription, CopyOutResponse.
+_PLANNED = frozenset(b"TH")
 
 
 class SessionEnded(Exception):
@@ -187,6 +191,10 @@ class PgSession:
         self._hold_seq = 0
         self._held_approval: str | None = None
         self._cancelled_hold = False
+        # Masking's view of the target's catalog (None: no column rules). Backend reads that need a plan
+        # while it is stale wait in ``_backend_backlog`` until it is read again.
+        self._catalog: TargetCatalog | None = None
+        self._backend_backlog: list[tuple[bytes, list[Frame]]] | None = None
         self._agent_framer = self._backend_framer = Framer(limit=0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -641,13 +649,19 @@ class PgSession:
 
     async def _masker_for(self, grant: Grant) -> ResultMasker | None:
         if grant.masking is None or not grant.masking.enabled or self.settings.disable_masking:
+            self._catalog = None
             return None
         key = None
         if grant.masking.uses_tokens:
             if not grant.masking.token_key_ref:
                 raise CredentialError("the masking policy uses tokens but names no token_key_ref")
             key = (await self.services.credentials.get_text(grant.masking.token_key_ref)).encode()
-        return ResultMasker(grant.masking, token_key=key)
+        # Column rules follow lineage, which reads the target's catalog (proxy/pg/catalog.py).
+        catalog = self.ctx.catalogs.for_backend(_postgres(grant)) if grant.masking.columns else None
+        if catalog is not None:
+            catalog.prefetch()
+        self._catalog = catalog
+        return ResultMasker(grant.masking, token_key=key, catalog=catalog)
 
     async def _relay_for(self, grant: Grant) -> Relay:
         masker = await self._masker_for(grant)
@@ -831,11 +845,20 @@ class PgSession:
             return
         if result.events:
             self._on_events(result.events)
+            if self._catalog is not None:
+                self._catalog.expect(
+                    (t.schema, t.name)
+                    for e in result.events
+                    if isinstance(e, DecisionEvent)
+                    for t in e.decision.classified.tables
+                )
         if result.requests:
             self.pending += result.requests
         if result.to_peer:
             to_peer = result.to_peer
             self.backend_side.transport.write(to_peer[0] if len(to_peer) == 1 else b"".join(to_peer))
+            if self._catalog is not None:
+                self._catalog.prefetch()  # read a stale catalog while the statement runs
         if result.hold is not None:
             self._spawn(self._seek_approval(result.hold), "approval")
         if result.deferred is not None:
@@ -895,8 +918,46 @@ class PgSession:
     def _from_backend(self, data: bytes) -> None:
         try:
             chunk, frames = self._backend_framer.feed(data)
-            if not frames:
-                return
+        except ProtocolViolation as e:
+            self._backend_violation(e)
+            return
+        if not frames:
+            return
+        if self._backend_backlog is not None:
+            self._backend_backlog.append((chunk, frames))
+            return
+        catalog = self._catalog
+        if catalog is not None and catalog.stale() and any(t in _PLANNED for t, _, _ in frames):
+            self._backend_backlog = [(chunk, frames)]
+            self.backend_side.hold(_CATALOG)
+            self._spawn(self._backend_after_catalog(catalog), "catalog")
+            return
+        self._relay_backend(chunk, frames)
+
+    async def _backend_after_catalog(self, catalog: TargetCatalog) -> None:
+        """Relay the backend reads that waited for the catalog, in order (reading it again whenever a
+        statement among them changed the schema)."""
+        backlog = self._backend_backlog
+        assert backlog is not None
+        try:
+            while backlog:
+                chunk, frames = backlog[0]
+                if catalog.stale() and any(t in _PLANNED for t, _, _ in frames):
+                    await catalog.refresh()
+                    if self._done.done():
+                        return
+                backlog.pop(0)
+                self._relay_backend(chunk, frames)
+                if self._done.done():
+                    return
+        except Exception as e:
+            self._finish(e)
+            return
+        self._backend_backlog = None
+        self.backend_side.release(_CATALOG)
+
+    def _relay_backend(self, chunk: bytes, frames: list[Frame]) -> None:
+        try:
             result = self.relay.from_backend(chunk, frames, time.time_ns())
         except ProtocolViolation as e:
             self._backend_violation(e)

@@ -10,6 +10,12 @@ can match anywhere in the buffer (text and text-like binary values are bytes of 
 Buffers longer than a value are scanned by one compiled Hyperscan pass where the wheel exists
 (shared/masking/scanner.py), by the same questions asked in Python otherwise.
 ``candidate_kinds`` is the same test on one value, telling an e-mail-only candidate from the rest.
+
+Values are also looked at the ways a query can disguise them cheaply: a card number or SSN written
+backwards (``reverse(...)``), with other separators (``replace(ssn, '-', '/')``), or encoded as hex
+(``encode(..., 'hex')``, a bytea's ``\\x...`` text) or base64; a ``Match`` says which (``encoding``) so
+the replacement is made in the same encoding. What a value-based detector cannot see (a value translated
+to letters, split across columns, computed) is left to column rules, which follow lineage.
 """
 
 from __future__ import annotations
@@ -42,18 +48,32 @@ class Detector(StrEnum):
     JWT = "jwt"
 
 
+class Encoding(StrEnum):
+    """How a match is written in the text: as itself, backwards, or encoded."""
+
+    PLAIN = ""
+    REVERSED = "reversed"
+    HEX = "hex"
+    BASE64 = "base64"
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     detector: Detector
     start: int
     end: int
+    encoding: Encoding = Encoding.PLAIN
 
 
 # Order matters where shapes overlap at one position: SSN before card, secrets with fixed prefixes before
 # e-mail (whose local part would also accept them).
+# Separators a card number or SSN may be printed with (an SSN uses one kind throughout).
+SEPARATORS = " -./_:|"
+_SEP = "[ ./_:|-]"
 _CANDIDATES = re.compile(
-    r"(?P<ssn>(?<!\d)\d{3}(?P<ssn_sep>[- ])\d{2}(?P=ssn_sep)\d{4}(?!\d))"
-    + r"|(?P<card>(?<!\d)\d{4}[ -]?\d{4}(?:[ -]?\d){5,15}(?!\d))"
+    rf"(?P<ssn>(?<!\d)\d{{3}}(?P<ssn_sep>{_SEP})\d{{2}}(?P=ssn_sep)\d{{4}}(?!\d))"
+    + rf"|(?P<ssn_rev>(?<!\d)\d{{4}}(?P<rev_sep>{_SEP})\d{{2}}(?P=rev_sep)\d{{3}}(?!\d))"
+    + rf"|(?P<card>(?<!\d)\d{{4}}{_SEP}?\d{{4}}(?:{_SEP}?\d){{5,15}}(?!\d))"
     # The body may follow real newlines or escaped ones (JSON strings, COPY text format).
     + r"|(?P<private_key>-----BEGIN [A-Z ]*PRIVATE KEY-----(?:\s|\\[nr])*[A-Za-z0-9+/=]{20}"
     r"(?:.*?-----END [A-Z ]*PRIVATE KEY-----|.*))"
@@ -66,6 +86,12 @@ _CANDIDATES = re.compile(
     + r"|(?P<iban>(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}(?![A-Za-z0-9]))",
     re.DOTALL,
 )
+# Encoded runs that may hold a value: hex (11 bytes or more: an SSN's length; after a bytea's "\\x" too)
+# and base64 (16 characters or more; PostgreSQL's encode() pads). Shorter encodings are not decoded (the
+# cost would fall on every word).
+_ENCODED = re.compile(r"(?<![A-Za-z0-9+/=])(?=[A-Za-z0-9+/=]{16})[A-Za-z0-9+/]+={0,2}(?![A-Za-z0-9+/=])")
+_HEX = re.compile(r"x?((?:[0-9A-Fa-f]{2}){11,})")
+_MIN_ENCODED = 16
 # E-mail addresses are found from their '@' outwards: a regex that tries a local part at every position
 # costs a microsecond per character.
 _EMAIL_LOCAL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
@@ -80,10 +106,11 @@ _LONE_EMAIL = re.compile(rb"[A-Za-z0-9._%+-]{1,19}@(?=[A-Za-z0-9.-]{1,19}\Z)(?:[
 # The prefilter works on two translations of the buffer (bytes.translate runs at memory speed) and a
 # handful of substring searches, rather than one regex: CPython's re scans a row-data buffer at 10-50 MB/s
 # whatever the pattern, which would cost more than the whole proxy. It is a superset of the detectors:
-# - cards (a 4-digit group then 4 more digits), IBANs (every IBAN format has 8 consecutive digits in its
-#   BBAN; printed ones then show "dddd dddd") and SSNs: digit shapes;
+# - cards (a 4-digit group then 4 more digits, any separator), IBANs (every IBAN format has 8 consecutive
+#   digits in its BBAN; printed ones then show "dddd dddd") and SSNs (either way round): digit shapes;
 # - e-mail: an '@' between address characters;
-# - cloud keys, GitHub/Slack tokens, JWTs, PEM bodies, AWS secret keys: a run of 20+ token characters.
+# - cloud keys, GitHub/Slack tokens, JWTs, PEM bodies, AWS secret keys, hex and base64 encodings: a run
+#   of 16+ token characters.
 def _table(classes: dict[bytes, bytes], default: bytes) -> bytes:
     table = bytearray(default * 256)
     for chars, cls in classes.items():
@@ -95,13 +122,16 @@ def _table(classes: dict[bytes, bytes], default: bytes) -> bytes:
 _DIGITS_ = b"0123456789"
 _LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _WORDISH = _LETTERS + b"_.%+"
-_SEPARATORS = b" -"
+_SEPARATORS = SEPARATORS.encode()
 _TOKEN_CHARS = _DIGITS_ + _LETTERS + b"_+/=.-"
 _SHAPES = _table({_DIGITS_: b"0", _WORDISH: b"a", _SEPARATORS: b"-", b"@": b"@"}, b".")
 _TOKENS = _table({_TOKEN_CHARS: b"a"}, b" ")
-# Searched for in the translations: digit shapes ("0000", then the three whole ones; none occurs in a date
-# or a timestamp, "dddd-dd-dd dd:dd:dd") and a token run.
-_NEEDLES = ("0000", "00000000", "0000-0000", "000-00-0000", "a" * 20)
+_BASE64_CHARS = _table({_DIGITS_ + _LETTERS + b"+/": b"a"}, b" ")
+# Searched for in the translations: digit shapes ("0000", then the whole ones: 8 digits, two groups of
+# four, an SSN forwards and backwards; none occurs in a date or a timestamp, "dddd-dd-dd dd:dd:dd") and a
+# run of 16 token characters (a hex or base64 encoding long enough to hold a value, and every secret).
+_TOKEN_RUN = 16
+_NEEDLES = ("0000", "00000000", "0000-0000", "000-00-0000", "0000-00-000", "a" * _TOKEN_RUN)
 _NEEDLES_BYTES = tuple(n.encode() for n in _NEEDLES)
 _EMAIL_NEIGHBOURS = frozenset(["a", "0", "-", b"a", b"0", b"-"])
 # Values are searched as str: ``in`` on a str is a plain search, while bytes.find parses its arguments the
@@ -116,14 +146,15 @@ STRUCTURED = 1
 EMAIL_AT = 2
 
 # The same questions as one compiled automaton (shared/masking/scanner.py), for buffers longer than
-# _SHORT: "0000" then "0000" or "-0000"; "000-00-0000"; 20 token characters; '@' between address
-# characters ('a', '0' or '-' in the shapes). None where Hyperscan is not installed.
-_DIGIT, _SEP = byte_class(_DIGITS_), byte_class(_SEPARATORS)
+# _SHORT: "0000" then "0000" or "-0000"; "000-00-0000" and "0000-00-000"; 16 token characters; '@' between
+# address characters ('a', '0' or '-' in the shapes). None where Hyperscan is not installed.
+_DIGIT, _SEP_CLASS = byte_class(_DIGITS_), byte_class(_SEPARATORS)
 _NEIGHBOUR = byte_class(_WORDISH + _DIGITS_ + _SEPARATORS)
 BUFFER_PATTERNS: tuple[tuple[bytes, int], ...] = (
-    (_DIGIT + b"{4}" + _SEP + b"?" + _DIGIT + b"{4}", STRUCTURED),
-    (_DIGIT + b"{3}" + _SEP + _DIGIT + b"{2}" + _SEP + _DIGIT + b"{4}", STRUCTURED),
-    (byte_class(_TOKEN_CHARS) + b"{20}", STRUCTURED),
+    (_DIGIT + b"{4}" + _SEP_CLASS + b"?" + _DIGIT + b"{4}", STRUCTURED),
+    (_DIGIT + b"{3}" + _SEP_CLASS + _DIGIT + b"{2}" + _SEP_CLASS + _DIGIT + b"{4}", STRUCTURED),
+    (_DIGIT + b"{4}" + _SEP_CLASS + _DIGIT + b"{2}" + _SEP_CLASS + _DIGIT + b"{3}", STRUCTURED),
+    (byte_class(_TOKEN_CHARS) + b"{%d}" % _TOKEN_RUN, STRUCTURED),
     (_NEIGHBOUR + b"@" + _NEIGHBOUR, EMAIL_AT),
 )
 _BUFFER_SCANNER = BufferScanner.build(BUFFER_PATTERNS)
@@ -166,8 +197,8 @@ def _kinds(data: bytes, shapes: AnyStr, needles: tuple[AnyStr, ...], at_sign: An
 
 def _structured_shape(data: bytes, shapes: AnyStr, needles: tuple[AnyStr, ...]) -> bool:
     """A digit shape or a token run."""
-    four, eight, groups, ssn, run = needles
-    if four in shapes and (eight in shapes or groups in shapes or ssn in shapes):
+    four, eight, groups, ssn, reversed_ssn, run = needles
+    if four in shapes and (eight in shapes or groups in shapes or ssn in shapes or reversed_ssn in shapes):
         return True
     if len(data) < len(run):
         return False
@@ -175,20 +206,24 @@ def _structured_shape(data: bytes, shapes: AnyStr, needles: tuple[AnyStr, ...]) 
     return run in tokens.decode() if isinstance(run, str) else run in tokens
 
 
-# Issuer (IIN) ranges of the card networks, as (low, high, lengths) on the leading digits.
+# Issuer (IIN) ranges of the card networks, as (low, high, lengths, principal lengths) on the leading
+# digits. The principal lengths are what the network issues today: a number column (int8, numeric, a JSON
+# number) is a card only at one of them, since random identifiers hit the wider ranges too often.
 # fmt: off
-_ISSUERS: tuple[tuple[str, str, frozenset[int]], ...] = (
-    ("4", "4", frozenset({13, 16, 19})),  # Visa
-    ("51", "55", frozenset({16})), ("2221", "2720", frozenset({16})),  # Mastercard
-    ("34", "34", frozenset({15})), ("37", "37", frozenset({15})),  # American Express
-    ("6011", "6011", frozenset(range(16, 20))), ("644", "649", frozenset(range(16, 20))),  # Discover
-    ("65", "65", frozenset(range(16, 20))),
-    ("3528", "3589", frozenset(range(16, 20))),  # JCB
-    ("300", "305", frozenset(range(14, 20))), ("36", "36", frozenset(range(14, 20))),  # Diners Club
-    ("38", "39", frozenset(range(16, 20))),
-    ("62", "62", frozenset(range(16, 20))),  # UnionPay
-    ("50", "50", frozenset(range(12, 20))), ("56", "69", frozenset(range(12, 20))),  # Maestro
-    ("2200", "2204", frozenset(range(16, 20))),  # Mir
+_ISSUERS: tuple[tuple[str, str, frozenset[int], frozenset[int]], ...] = (
+    ("4", "4", frozenset({13, 16, 19}), frozenset({16})),  # Visa
+    ("51", "55", frozenset({16}), frozenset({16})), ("2221", "2720", frozenset({16}), frozenset({16})),  # Mastercard
+    ("34", "34", frozenset({15}), frozenset({15})), ("37", "37", frozenset({15}), frozenset({15})),  # Amex
+    ("6011", "6011", frozenset(range(16, 20)), frozenset({16})),  # Discover
+    ("644", "649", frozenset(range(16, 20)), frozenset({16})), ("65", "65", frozenset(range(16, 20)), frozenset({16})),
+    ("3528", "3589", frozenset(range(16, 20)), frozenset({16})),  # JCB
+    ("300", "305", frozenset(range(14, 20)), frozenset({14, 16})),  # Diners Club
+    ("36", "36", frozenset(range(14, 20)), frozenset({14, 16})),
+    ("38", "39", frozenset(range(16, 20)), frozenset({16})),
+    ("62", "62", frozenset(range(16, 20)), frozenset({16})),  # UnionPay
+    ("50", "50", frozenset(range(12, 20)), frozenset({16})),  # Maestro
+    ("56", "69", frozenset(range(12, 20)), frozenset({16})),
+    ("2200", "2204", frozenset(range(16, 20)), frozenset({16})),  # Mir
 )
 # fmt: on
 
@@ -197,14 +232,21 @@ _ISSUERS_BY_DIGIT = {d: tuple(i for i in _ISSUERS if i[0][0] == d) for d in "012
 
 
 @lru_cache(maxsize=65536)  # result sets repeat card numbers (joins, one customer per many rows)
-def is_card_number(digits: str) -> bool:
-    """13-19 ASCII digits, a known issuer range, and a valid Luhn check digit."""
+def is_card_number(digits: str, strict: bool = False) -> bool:
+    """13-19 ASCII digits, a known issuer range, and a valid Luhn check digit. ``strict`` (numbers: no
+    sign, no fraction, checked by the caller) also wants one of the issuer's principal lengths."""
     if not 13 <= len(digits) <= 19 or not digits.isascii() or not digits.isdigit():
         return False
-    for low, high, lengths in _ISSUERS_BY_DIGIT[digits[0]]:
-        if len(digits) in lengths and low <= digits[: len(low)] <= high:
+    for low, high, lengths, principal in _ISSUERS_BY_DIGIT[digits[0]]:
+        if len(digits) in (principal if strict else lengths) and low <= digits[: len(low)] <= high:
             return luhn_valid(digits)
     return False
+
+
+def is_card_number_value(number: str) -> bool:
+    """Whether a whole number, as written (``-4111...``, ``4111....5``, ``41e14``), is a card number: no
+    sign, no fraction or exponent, and the strict test. A negative number is never a card number."""
+    return number.isdigit() and is_card_number(number, strict=True)
 
 
 # Luhn doubles every second digit from the right and adds the digits of the product: 5 -> 10 -> 1.
@@ -218,20 +260,33 @@ def luhn_valid(digits: str) -> bool:
     return (sum(kept) - 48 * len(kept) + sum(doubled)) % 10 == 0
 
 
+_UNSEPARATED = str.maketrans("", "", SEPARATORS)
+
+
 def _prefixes(candidate: str) -> list[str]:
     """The candidate, then shorter prefixes cut at separators (a card followed by " 12/25" or a group of
     other digits), longest first."""
-    if " " not in candidate and "-" not in candidate:
-        return [candidate]
-    cuts = [i for i, ch in enumerate(candidate) if ch in " -"]
+    cuts = [i for i, ch in enumerate(candidate) if ch in SEPARATORS]
     return [candidate] + [candidate[:i] for i in reversed(cuts)]
 
 
-def _card_span(candidate: str) -> int:
+def _card_span(candidate: str) -> tuple[int, Encoding]:
+    """The length of the card number the candidate starts with (0: none), and whether it is backwards."""
+    if candidate.isdigit():  # the usual case: no separators, no prefixes to try
+        if is_card_number(candidate):
+            return len(candidate), Encoding.PLAIN
+        return (len(candidate), Encoding.REVERSED) if is_card_number(candidate[::-1]) else (0, Encoding.PLAIN)
     for prefix in _prefixes(candidate):
-        if is_card_number(prefix.replace(" ", "").replace("-", "")):
-            return len(prefix)
-    return 0
+        digits = prefix.translate(_UNSEPARATED)
+        if is_card_number(digits):
+            return len(prefix), Encoding.PLAIN
+        if is_card_number(digits[::-1]):
+            return len(prefix), Encoding.REVERSED
+    return 0, Encoding.PLAIN
+
+
+def _is_ssn(candidate: str) -> bool:
+    return bool(stdnum_ssn.is_valid(candidate[:3] + "-" + candidate[4:6] + "-" + candidate[7:]))
 
 
 def _iban_span(candidate: str) -> int:
@@ -250,12 +305,64 @@ def _is_jwt(token: str) -> bool:
     return len(token) >= 20 and isinstance(decoded, dict) and ("alg" in decoded or "typ" in decoded)
 
 
-def find(text: str, enabled: frozenset[Detector]) -> list[Match]:
-    """Confirmed matches of the enabled detectors, left to right, non-overlapping."""
+def find(text: str, enabled: frozenset[Detector], *, encoded: bool = True) -> list[Match]:
+    """Confirmed matches of the enabled detectors, left to right, non-overlapping. ``encoded``: also
+    decode hex and base64 runs and report the matches inside them (one per run)."""
     found = _structured(text, enabled)
     if Detector.EMAIL in enabled and "@" in text:
         found = _merge(found, _emails(text))
+    # An encoded run lies outside every match: with fewer than _MIN_ENCODED characters left, none can.
+    if encoded and len(text) - sum(m.end - m.start for m in found) >= _MIN_ENCODED:
+        found = _merge(found, _encoded(text, enabled, found))
     return found
+
+
+def decode(encoding: Encoding, text: str) -> str:
+    """The text an encoded match stands for (``Encoding.PLAIN``: itself)."""
+    if encoding is Encoding.REVERSED:
+        return text[::-1]
+    if encoding is Encoding.HEX:
+        return bytes.fromhex(text).decode("utf-8", "surrogateescape")
+    if encoding is Encoding.BASE64:
+        return base64.b64decode(text + "=" * (-len(text) % 4)).decode("utf-8", "surrogateescape")
+    return text
+
+
+def encode(encoding: Encoding, text: str, like: str) -> str:
+    """``text`` written the way ``like`` was (hex keeps its letter case)."""
+    if encoding is Encoding.REVERSED:
+        return text[::-1]
+    if encoding is Encoding.HEX:
+        out = text.encode("utf-8", "surrogateescape").hex()
+        return out.upper() if like.isupper() else out
+    if encoding is Encoding.BASE64:
+        out = base64.b64encode(text.encode("utf-8", "surrogateescape")).decode()
+        return out if like.endswith("=") else out.rstrip("=")
+    return text
+
+
+def _encoded(text: str, enabled: frozenset[Detector], found: list[Match]) -> list[Match]:
+    """Hex and base64 runs (not inside a match already) whose decoded text holds a match."""
+    out: list[Match] = []
+    for m in _ENCODED.finditer(text):
+        start, end = m.span()
+        if any(f.start < end and start < f.end for f in found):
+            continue
+        tries = [(Encoding.BASE64, start)]
+        hexed = _HEX.fullmatch(m.group())
+        if hexed is not None:
+            tries.insert(0, (Encoding.HEX, start + hexed.start(1)))
+        for encoding, begin in tries:
+            try:
+                inner = decode(encoding, text[begin:end])
+            except (ValueError, binascii.Error):
+                continue
+            if candidates(inner.encode("utf-8", "surrogateescape")):
+                inside = find(inner, enabled, encoded=False)
+                if inside:
+                    out.append(Match(inside[0].detector, begin, end, encoding))
+                    break
+    return out
 
 
 def _emails(text: str) -> list[Match]:
@@ -279,8 +386,13 @@ def is_lone_email(value: bytes) -> bool:
     domain up to the end; _EMAIL_DOMAIN's first match ends there too, because its labels are whole (a
     shorter label leaves no '.' for what follows) and its last label is all letters. At most 19 characters
     on either side of the '@' leave no room for a token run, and no four digits in a row none for a digit
-    shape: no other detector can match."""
-    return _LONE_EMAIL.fullmatch(value) is not None and "0000" not in value.translate(_SHAPES).decode()
+    shape; and no run of 16 base64 characters (between its dots), none for an encoded value: no other
+    detector can match."""
+    return (
+        _LONE_EMAIL.fullmatch(value) is not None
+        and "0000" not in value.translate(_SHAPES).decode()
+        and b"a" * _TOKEN_RUN not in value.translate(_BASE64_CHARS)
+    )
 
 
 def find_emails(value: bytes) -> list[tuple[int, int]]:
@@ -303,7 +415,7 @@ def _merge(first: list[Match], second: list[Match]) -> list[Match]:
     return out
 
 
-_BY_GROUP = {d.value: d for d in Detector}
+_BY_GROUP = {d.value: d for d in Detector} | {"ssn_rev": Detector.SSN}
 
 
 def _structured(text: str, enabled: frozenset[Detector]) -> list[Match]:
@@ -320,16 +432,20 @@ def _structured(text: str, enabled: frozenset[Detector]) -> list[Match]:
             start, end = m.start("aws_secret"), m.end("aws_secret")
         detector = _BY_GROUP[kind or ""]
         length = end - start
+        encoding = Encoding.PLAIN
         if detector is Detector.CARD:
-            length = _card_span(m.group())
+            length, encoding = _card_span(m.group())
         elif detector is Detector.IBAN:
             length = _iban_span(m.group())
         elif detector is Detector.SSN:
-            length = length if stdnum_ssn.is_valid(m.group().replace(" ", "-")) else 0
+            candidate = m.group()
+            if kind == "ssn_rev":
+                candidate, encoding = candidate[::-1], Encoding.REVERSED
+            length = length if _is_ssn(candidate) else 0
         elif detector is Detector.JWT:
             length = length if _is_jwt(m.group()) else 0
         if length and detector in enabled:
-            out.append(Match(detector, start, start + length))
+            out.append(Match(detector, start, start + length, encoding))
             pos = start + length
         else:
             # Not confirmed: another detector may still start inside this candidate (an e-mail after
@@ -340,7 +456,7 @@ def _structured(text: str, enabled: frozenset[Detector]) -> list[Match]:
 def normalize(detector: Detector, value: str) -> str:
     """The canonical form tokens are computed from, so "4111 1111 ..." and "4111-1111-..." join."""
     if detector in (Detector.CARD, Detector.SSN, Detector.IBAN):
-        return value.replace(" ", "").replace("-", "").upper()
+        return value.translate(_UNSEPARATED).upper()
     if detector is Detector.EMAIL:
         return value.lower()
     return value

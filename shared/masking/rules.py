@@ -11,7 +11,9 @@ masking:
     - {name: "*card*", action: partial}
     - {name: ssn, action: redact}
 ```
-Column rules apply to every value of the column whatever it holds; detectors apply inside any value.
+Column rules apply to every value of a covered column whatever it holds, and follow it: a result column
+computed from a covered column is masked whole (see shared/pg/masking/lineage.py and docs/policy.md);
+detectors apply inside any value.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class _Strict(BaseModel):
 
 
 class ColumnRule(_Strict):
-    # fnmatch glob on the result column's name as RowDescription reports it (alias if one was given).
+    # fnmatch glob on a source column's name (any relation's column, followed through the statement) and
+    # on the result column's name as RowDescription reports it.
     name: str = Field(min_length=1)
     action: MaskAction
 

@@ -42,7 +42,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from shared.guard.verdict import Action
-from shared.pg.masking.engine import ColumnPlan, CopyFormat, ResultMasker
+from shared.pg.masking.engine import ColumnPlan, CopyFormat, ResultMasker, StatementRef
 from shared.pg.sql.classify import classify
 from shared.pg.sql.engine import Decision, GuardrailEngine
 from shared.pg.sql.kinds import ClassifiedStatement, Effect, StatementKind
@@ -53,7 +53,6 @@ from shared.pg.wire.errors import ProtocolViolation
 from shared.pg.wire.framing import Frame
 
 DENIED_TOKEN = "AIRLOCK_DENIED_"
-_PLANS_BY_BODY = 128  # RowDescription bodies remembered per session
 _FIRST_STATEMENT_CHARS = 4096
 # Words in a Query that may change the prepared-statement namespace (checked before classifying a Query
 # when no guardrails classify every statement anyway).
@@ -237,7 +236,6 @@ class Relay:
         self._denials: dict[str, Blocker] = {}
         self._refusal: Refusal | None = None
         self._plan: ColumnPlan | None = None
-        self._plans_by_body: dict[bytes, ColumnPlan | None] = {}
         self._copy: CopyFormat | None = None
         self._next_masker: tuple[ResultMasker | None] | None = None  # set: replaces masker at the next 'Z'
         # Lexing settings in flight: requests owed a ReadyForQuery that may change them, whether the
@@ -271,7 +269,6 @@ class Relay:
 
     def _use_masker(self, masker: ResultMasker | None) -> None:
         self.masker = masker
-        self._plans_by_body.clear()
         self._next_masker = None
 
     def observe_parameter(self, name: str, value: str) -> None:
@@ -659,7 +656,8 @@ class Relay:
         plan = None
         if portal is not None:
             if portal.plan is None and portal.prepared is not None and portal.prepared.fields is not None:
-                portal.plan = self._make_plan(_apply_formats(portal.prepared.fields, portal.formats))
+                fields = _apply_formats(portal.prepared.fields, portal.formats)
+                portal.plan = self._make_plan(fields, _portal_statement(portal))
             plan = portal.plan
         if plan is None:
             raise ProtocolViolation("Airlock cannot tell how this result is formatted; refusing to relay it")
@@ -680,7 +678,7 @@ class Relay:
                 if head.prepared is not None:
                     head.prepared.fields = fields
                 elif head.portal is not None:
-                    head.portal.plan = self._make_plan(fields)
+                    head.portal.plan = self._make_plan(fields, _portal_statement(head.portal))
                 return b"" if head.swallow else None
         if mtype == ord("n"):  # NoData
             if kind == "describe" and head is not None:
@@ -688,7 +686,7 @@ class Relay:
                 if head.prepared is not None:
                     head.prepared.fields = []
                 elif head.portal is not None:
-                    head.portal.plan = self._make_plan([])
+                    head.portal.plan = self._make_plan([], None)
                 return b"" if head.swallow else None
             return None
         if mtype == ord("t"):  # ParameterDescription (first half of Describe S)
@@ -708,7 +706,7 @@ class Relay:
         if mtype == ord("E"):
             return self._on_error(body, now_ns, out)
         if mtype == ord("N"):
-            return self._mask_error(mtype, body)
+            return self._mask_error(mtype, body, self._result_statement())
         if mtype == ord("Z"):
             out.ready += 1
             out.tx_status = body[:1]
@@ -721,6 +719,8 @@ class Relay:
             return self.masker.mask_copy_data(self._copy, body)
         if mtype == ord("c"):
             self._copy = None
+        if mtype == ord("A") and self.masker is not None:  # NotificationResponse: its payload may quote data
+            return self.masker.mask_notification(body)
         return None
 
     def _current_statement(self) -> _Statement | None:
@@ -748,6 +748,8 @@ class Relay:
             self.statements += 1
             if error is None:
                 self.names.confirm(statement.change)
+            if self.masker is not None and error is None:  # a statement that failed changed no schema
+                self.masker.statement_done(statement.text, statement.kind)
             out.events.append(
                 StatementEvent(
                     statement.text[:_FIRST_STATEMENT_CHARS],
@@ -768,6 +770,7 @@ class Relay:
         self._copy = None
 
     def _on_error(self, body: bytes, now_ns: int, out: Output) -> bytes | None:
+        source = self._result_statement()  # before _complete moves on to the next one
         fields = m.parse_error_fields(body)
         replacement: bytes | None = None
         denied: Blocker | None = None
@@ -800,7 +803,7 @@ class Relay:
                 self._settle_skipped(self._expect.popleft())
         if replacement is not None:
             return replacement
-        return self._mask_error(ord("E"), body)
+        return self._mask_error(ord("E"), body, source)
 
     def _on_ready(self, now_ns: int, out: Output) -> None:
         while self._expect:
@@ -825,6 +828,7 @@ class Relay:
         self._plan = None
         self._copy = None
         if self.masker is not None and self.masker.policy.enabled:
+            self.masker.ready(out.tx_status)
             counts = self.masker.take_counts()
             if counts:
                 out.events.append(MaskEvent(counts))
@@ -868,29 +872,36 @@ class Relay:
                 return True
         return False
 
-    def _mask_error(self, mtype: int, body: bytes) -> bytes | None:
+    def _mask_error(self, mtype: int, body: bytes, statement: StatementRef | None) -> bytes | None:
         if self.masker is None or not self.masker.policy.enabled:
             return None
         fields = m.parse_error_fields(body)
-        masked = self.masker.mask_error_fields(fields)
+        masked = self.masker.mask_error_fields(fields, statement)
         return None if masked is None else m.build_error_fields(bytes([mtype]), masked)
 
     def _result_plan(self, body: bytes) -> ColumnPlan | None:
-        """The plan for a RowDescription body; agents repeat the same queries, so by its bytes first."""
+        """The plan for a simple Query's RowDescription body and the statement that produced it."""
         if self.masker is None or not self.masker.policy.enabled:
             return None
-        plan = self._plans_by_body.get(body)
-        if plan is None:
-            plan = self._make_plan(m.parse_row_description(body))
-            if len(self._plans_by_body) >= _PLANS_BY_BODY:
-                self._plans_by_body.clear()
-            self._plans_by_body[body] = plan
-        return plan
+        return self.masker.plan_for(body, self._result_statement())
 
-    def _make_plan(self, fields: list[m.Field]) -> ColumnPlan | None:
+    def _make_plan(self, fields: list[m.Field], statement: StatementRef | None) -> ColumnPlan | None:
         if self.masker is None or not self.masker.policy.enabled:
             return None
-        return self.masker.on_row_description(fields)
+        return self.masker.on_row_description(fields, statement)
+
+    def _result_statement(self) -> StatementRef | None:
+        """The statement whose result (or COPY data) the backend is sending; None when not known."""
+        head = self._expect[0] if self._expect else None
+        if head is None:
+            return None
+        if head.kind == "execute":
+            return _portal_statement(head.portal)
+        if head.kind != "query" or not head.statements:
+            return None
+        i = min(head.done, len(head.statements) - 1)
+        # Without guardrails a Query's whole string is one entry: its done-th statement is answering.
+        return StatementRef(head.statements[i].text, head.done - i)
 
     def _copy_format(self, body: bytes) -> CopyFormat:
         overall, _ = m.parse_copy_response(body)
@@ -899,7 +910,7 @@ class Relay:
         if kind is None and statement is not None and statement.text and self.masker is not None:
             # No guardrails classified it: text and CSV look alike on the wire, so ask the grammar.
             kind = next((c.copy_format for c in classify(statement.text) if c.copy_format), None)
-        return CopyFormat(kind=kind or ("binary" if overall else "text"))
+        return CopyFormat(kind=kind or ("binary" if overall else "text"), statement=self._result_statement())
 
 
 class _Wait:
@@ -940,6 +951,13 @@ def _unknown_name() -> ClassifiedStatement:
 
 def _no_masking(plan: ColumnPlan, body: bytes) -> bytes | None:
     return None
+
+
+def _portal_statement(portal: _Portal | None) -> StatementRef | None:
+    """The statement a portal runs (None: prepared before Airlock saw it, or never)."""
+    if portal is None or portal.prepared is None or not portal.prepared.statement.text:
+        return None
+    return StatementRef(portal.prepared.statement.text)
 
 
 def _apply_formats(fields: list[m.Field], formats: tuple[int, ...]) -> list[m.Field]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.integration.stack import AirlockStack, eventually
 
@@ -45,8 +46,10 @@ def test_psql_sees_masked_values(stack: AirlockStack, secrets_in_db: dict[str, l
 
 @pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
 def test_psycopg_text_and_binary(stack: AirlockStack, secrets_in_db: dict[str, list[str]], binary: bool) -> None:
+    # card_number is covered by a column rule: what is computed from it is masked whole. The e-mail is not:
+    # its detector tokenizes it wherever it appears.
     query = ("SELECT card_number, card_number::numeric AS n, card_number::bigint AS b, email, "
-             "ARRAY[card_number, email] AS arr, jsonb_build_object('card', card_number, 'mail', email) AS j, "
+             "ARRAY[name, email] AS arr, jsonb_build_object('name', name, 'mail', email) AS j, "
              "row_to_json(c)::text AS rj FROM customers c ORDER BY id LIMIT 200")
     with psycopg.connect(stack.conninfo()) as conn:
         rows = conn.cursor(binary=binary).execute(query).fetchall()
@@ -54,6 +57,7 @@ def test_psycopg_text_and_binary(stack: AirlockStack, secrets_in_db: dict[str, l
     assert_nothing_leaks(repr(rows), secrets_in_db)
     # Deterministic tokens: the same e-mail masks to the same token in every format and session.
     assert rows[0][3] == rows[0][4][1] == rows[0][5]["mail"]
+    assert rows[0][1] == 0 and rows[0][2] == 0 and rows[0][6] == "****", "computed from a covered column"
 
 
 def test_tokens_are_stable_across_sessions_so_joins_still_work(stack: AirlockStack) -> None:
@@ -101,7 +105,8 @@ def test_error_detail_does_not_quote_the_value(stack: AirlockStack, secrets_in_d
         with pytest.raises(psycopg.errors.UniqueViolation) as info:
             conn.execute("INSERT INTO cards VALUES (%s)", (card,))
     detail = info.value.diag.message_detail or ""
-    assert "already exists" in detail and card not in detail and card[-4:] in detail
+    # The statement reads a column a rule covers ("card"): the key the error quotes is redacted whole.
+    assert detail == "Key (card)=(****) already exists." and card not in detail
 
 
 def test_rows_without_sensitive_values_are_byte_identical(stack: AirlockStack) -> None:
@@ -114,10 +119,13 @@ def test_rows_without_sensitive_values_are_byte_identical(stack: AirlockStack) -
 def test_json_values(stack: AirlockStack, secrets_in_db: dict[str, list[str]]) -> None:
     with psycopg.connect(stack.conninfo()) as conn:
         rows = conn.execute("SELECT json_agg(c) FROM (SELECT * FROM customers ORDER BY id LIMIT 50) c").fetchone()
-    assert rows is not None
-    text = json.dumps(rows[0])
+        contacts = conn.execute("SELECT json_agg(c) FROM (SELECT id, email FROM customers ORDER BY id LIMIT 50) c")
+        contact = contacts.fetchone()
+    assert rows is not None and contact is not None
+    assert rows[0] == "****", "whole rows holding covered columns are masked whole (still JSON: a string)"
+    text = json.dumps(contact[0])
     assert_nothing_leaks(text, secrets_in_db)
-    assert json.loads(text)[0]["id"] == 1
+    assert json.loads(text)[0]["id"] == 1 and json.loads(text)[0]["email"].startswith("tok_")
 
 
 def test_a_masking_rule_pushed_during_a_session_applies_to_it(stack: AirlockStack, tmp_path: Path) -> None:
@@ -143,3 +151,19 @@ def test_a_masking_rule_pushed_during_a_session_applies_to_it(stack: AirlockStac
         finally:
             stack.cli("policy", "push", str(original))
         assert eventually(lambda: status() == before)
+
+
+def test_a_notification_does_not_carry_a_card_number(stack: AirlockStack, secrets_in_db: dict[str, list[str]]) -> None:
+    """NOTIFY from elsewhere (a trigger, another application) reaches a listening agent through Airlock."""
+    card = secrets_in_db["card"][0]
+    with psycopg.connect(stack.conninfo(), autocommit=True) as listener:
+        listener.execute("LISTEN payments")
+        with psycopg.connect(stack.target_dsn, autocommit=True) as app:
+            app.execute(sql_notify(f"paid with {card}"))
+        notes = listener.notifies(timeout=5, stop_after=1)
+        payloads = [n.payload for n in notes]
+    assert payloads == [f"paid with {'*' * 12}{card[-4:]}"]
+
+
+def sql_notify(payload: str) -> sql.Composed:
+    return sql.SQL("NOTIFY payments, {}").format(sql.Literal(payload))

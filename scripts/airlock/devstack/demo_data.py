@@ -1,4 +1,5 @@
-"""The demo target: database ``demo`` with customers (PII to mask) and orders, owned by ``airlock_app``.
+"""The demo target: database ``demo`` with customers (PII to mask), orders and receipts (raw bytes from the
+payment terminal, with the card number inside), owned by ``airlock_app``.
 
 Rows come from ``generate_series`` on the server, deterministically (no ``random()``), so seeding is
 fast and every run sees the same data: 10,000 customers with realistic emails, SSN-shaped values and
@@ -48,7 +49,21 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at  timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS orders_customer_id ON orders (customer_id);
+CREATE TABLE IF NOT EXISTS receipts (
+    id          bigint PRIMARY KEY,
+    customer_id bigint NOT NULL REFERENCES customers (id),
+    payload     bytea NOT NULL
+);
 """
+
+# What a payment terminal sent back, as bytes: no column rule names it, so only the detectors (which look
+# inside bytea) protect the card number in it.
+_RECEIPTS = """
+INSERT INTO receipts (id, customer_id, payload)
+SELECT id, id, convert_to('APPROVED PAN ' || card_number || ' AUTH ' || lpad((id * 7)::text, 6, '0'), 'UTF8')
+FROM customers WHERE id <= %(count)s
+"""
+RECEIPTS = 1_000
 
 # The card body is 15 digits (a Visa "4" or Mastercard "51".."55" prefix, then a scrambled serial); the
 # check digit makes the whole number pass Luhn: counting from the right of the body, every odd
@@ -117,7 +132,10 @@ def seed_demo(conn_dsn: str, app_password: str | None = None) -> DemoDatabase:
             conn.execute(_CUSTOMERS.replace("%(count)s", str(CUSTOMERS)))
         if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM orders)").fetchone() == (True,):
             conn.execute(_ORDERS, {"customers": CUSTOMERS, "count": ORDERS})
+        if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM receipts)").fetchone() == (True,):
+            conn.execute(_RECEIPTS, {"count": RECEIPTS})
         conn.execute("ANALYZE customers")
         conn.execute("ANALYZE orders")
+        conn.execute("ANALYZE receipts")
     app_dsn = make_conninfo(conn_dsn, dbname=DEMO_DATABASE, user=APP_ROLE, password=password)
     return DemoDatabase(dsn=app_dsn, database=DEMO_DATABASE, user=APP_ROLE, password=password)

@@ -2,10 +2,11 @@
 
 Agents re-read the same rows, often from several sessions at once, so the proxy keeps one ``RowMemo``
 per process (``SHARED``) that every ``ResultMasker`` consults before masking a DataRow. Entries are keyed
-by a *space* (8 bytes standing for one masker identity and one RowDescription) followed by the row's
-bytes. The identity is a SHA-256 over the policy's canonical JSON and a SHA-256 of the token key, so two
-policies or two keys never share an entry, and no key is ever held in clear. Space numbers only grow:
-when the table of spaces is reset, old entries become unreachable and age out, never mix.
+by a *space* (8 bytes standing for one masker identity and one result shape: RowDescription and lineage)
+followed by the row's bytes. The identity is a SHA-256 over the policy's canonical JSON and a SHA-256 of
+the token key, so two policies or two keys never share an entry, and no key is ever held in clear. Space
+numbers only grow: when the table of spaces is reset, old entries become unreachable and age out, never
+mix.
 
 Bounded by bytes (an estimate of what an entry holds, overhead included) and evicted first in, first out;
 the proxy runs masking on one event-loop thread, so there are no locks. An entry also keeps what the row
@@ -18,10 +19,9 @@ import hashlib
 import itertools
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from shared.masking.rules import MaskingPolicy
-from shared.pg.wire.messages import Field
 
 SHARED_BUDGET = 32 << 20  # bytes, for the whole process
 _ENTRY_OVERHEAD = 256  # dict slot, FIFO slot, entry and names tuples, object headers: roughly, per entry
@@ -50,7 +50,7 @@ class RowMemo:
         self._items: dict[bytes, Entry] = {}
         self._order: deque[bytes] = deque()
         self._size = 0
-        self._spaces: dict[tuple[bytes, tuple[Field, ...]], bytes] = {}
+        self._spaces: dict[tuple[bytes, Hashable], bytes] = {}
         self._serials = itertools.count()
         self.get: Callable[[bytes], Entry | None] = self._items.get  # a hit is one C call
 
@@ -59,9 +59,9 @@ class RowMemo:
         """Bytes held, by the estimate the budget bounds."""
         return self._size
 
-    def space(self, identity: bytes, fields: tuple[Field, ...]) -> bytes:
-        """The key prefix of one masker identity and one RowDescription."""
-        key = (identity, fields)
+    def space(self, identity: bytes, result: Hashable) -> bytes:
+        """The key prefix of one masker identity and one result shape (RowDescription and lineage)."""
+        key = (identity, result)
         space = self._spaces.get(key)
         if space is None:
             if len(self._spaces) >= _MAX_SPACES:

@@ -1,12 +1,14 @@
-"""Column plans: what the masker does with each column of a result, decided once per RowDescription.
+"""Column plans: what the masker does with each column of a result, decided once per RowDescription and
+lineage (``lineage.sources_for``: which columns a rule covers, whole or by the rule's own action).
 
 A plan holds one *cell* per column: a callable that takes a value's bytes and returns the wire piece that
 replaces it (length word and new value, or NULL), or None when the value passes unchanged; columns that
 can never change have no cell. Cells are specialised when the plan is made, so the per-row loop does no
 type dispatch:
 
-- a text column under a column rule is a bytes transform (redact is a constant, partial a translate,
-  token an HMAC), falling back to the string path for values that are not ASCII;
+- a text column under a column rule (or masked whole by lineage) is a bytes transform (redact is a
+  constant, partial a translate, token an HMAC), falling back to the string path for values that are not
+  ASCII;
 - a text column scanned by detectors first runs the value prefilter; when an '@' is all it saw in an
   ASCII value, only the e-mail detector can match and the value is masked as bytes; a value that is one
   whole address (an e-mail column) is recognised by one regex, before the prefilter;
@@ -20,13 +22,13 @@ Cells note what they masked in the ``ValueMasker``'s ``found`` list (one name pe
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
 from shared.masking.actions import REDACTED, mask_bytes, partial_bytes
 from shared.masking.detectors import EMAIL_AT, Detector, candidate_kinds, candidates, find_emails, is_lone_email
 from shared.masking.rules import MaskAction, MaskingPolicy
+from shared.pg.masking.coverage import ColumnSource
 from shared.pg.masking.values import ALWAYS_DECODE, PREFILTERABLE, UNDECODABLE, Mode, ValueMasker, mode_for, rule_mode
 from shared.pg.wire.messages import Field
 
@@ -45,7 +47,7 @@ class Column:
     type_oid: int
     format: int
     mode: Mode
-    rule: MaskAction | None  # a column-name rule masks every value of the column
+    source: ColumnSource | None  # a column rule (by lineage or by name) masks every value of the column
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +69,20 @@ class ColumnPlan:
         return bool(self.active) and (self.forced or buffer_has_candidates)
 
 
-def build_plan(fields: tuple[Field, ...], policy: MaskingPolicy, values: ValueMasker, space: bytes) -> ColumnPlan:
+def build_plan(
+    fields: Sequence[Field],
+    policy: MaskingPolicy,
+    values: ValueMasker,
+    space: bytes,
+    sources: Sequence[ColumnSource | None],
+) -> ColumnPlan:
     columns = []
     for i, f in enumerate(fields):
-        rule = None
-        if policy.enabled:
-            name = f.name.lower()
-            rule = next((r.action for r in policy.columns if fnmatchcase(name, r.name)), None)
-            if rule is MaskAction.OFF:
-                rule = None
+        source = sources[i] if policy.enabled else None
         mode = mode_for(f.type_oid, f.format) if policy.enabled and values.enabled else Mode.SKIP
-        columns.append(Column(i, f.name, f.type_oid, f.format, mode, rule))
-    active = {c.index: c for c in columns if c.rule is not None or c.mode not in (Mode.SKIP, Mode.OPAQUE)}
-    forced = any(c.rule is not None or c.mode in ALWAYS_DECODE for c in active.values())
+        columns.append(Column(i, f.name, f.type_oid, f.format, mode, source))
+    active = {c.index: c for c in columns if c.source is not None or c.mode not in (Mode.SKIP, Mode.OPAQUE)}
+    forced = any(c.source is not None or c.mode in ALWAYS_DECODE for c in active.values())
     cells = tuple(_cell(c, values) if c.index in active else None for c in columns)
     return ColumnPlan(tuple(columns), active, forced, cells, space)
 
@@ -90,11 +93,12 @@ def _wire(value: bytes | None) -> bytes:
 
 
 def _cell(col: Column, values: ValueMasker) -> Cell:
-    if col.rule is not None:
+    source = col.source
+    if source is not None:
         text = rule_mode(col.type_oid, col.format) is Mode.TEXT
-        if text and (col.rule is not MaskAction.TOKEN or values.tokens.keyed):
-            return _text_rule(col.rule, f"column:{col.name}", values)
-        return _rule(col, values)
+        if text and (source.action is not MaskAction.TOKEN or values.tokens.keyed):
+            return _text_rule(source.action, source.counted, values)
+        return _rule(col, source, values)
     if col.mode is Mode.TEXT:
         return _text_scan(values)
     if col.mode is Mode.NUMBER_TEXT:
@@ -123,13 +127,12 @@ def _text_rule(action: MaskAction, counted: str, values: ValueMasker) -> Cell:
     return replace
 
 
-def _rule(col: Column, values: ValueMasker) -> Cell:
-    rule = col.rule
-    assert rule is not None
+def _rule(col: Column, source: ColumnSource, values: ValueMasker) -> Cell:
+    action, counted = source.action, source.counted
 
     def apply(value: bytes) -> bytes:
         try:
-            return _wire(values.apply(rule, col.type_oid, col.format, value, col.name))
+            return _wire(values.apply(action, col.type_oid, col.format, value, counted))
         except _DECODE_ERRORS:
             # Fail closed: what cannot be read cannot be shown.
             values.found.append(UNDECODABLE)

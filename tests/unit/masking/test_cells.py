@@ -32,6 +32,7 @@ from shared.pg.masking import ResultMasker
 from shared.pg.masking.engine import ColumnPlan
 from shared.pg.masking.values import PREFILTERABLE, ValueMasker
 from shared.pg.wire.messages import Field, build_data_row, parse_data_row
+from tests.unit.masking.plain import plan_for
 
 ALL = frozenset(Detector)
 CUSTOMERS: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "golden" / "customers.yaml").read_text())
@@ -45,7 +46,7 @@ def body(values: list[bytes | None]) -> bytes:
 
 def test_customers_golden() -> None:
     masker = ResultMasker(MaskingPolicy.model_validate(CUSTOMERS["policy"]), CUSTOMERS["token_key"].encode())
-    plan = masker.on_row_description(
+    plan = plan_for(masker,
         [Field(n, 0, i, oid, -1, -1, fmt) for i, (n, oid, fmt) in enumerate(CUSTOMERS["fields"])]
     )
     for case in CUSTOMERS["rows"]:
@@ -168,12 +169,12 @@ def reference(
         if value is None:
             continue
         try:
-            if col.rule is not None:
-                out[col.index] = values.apply(col.rule, col.type_oid, col.format, value, col.name)
+            if col.source is not None:
+                out[col.index] = values.apply(col.source.action, col.type_oid, col.format, value, col.source.counted)
             elif col.mode not in PREFILTERABLE or candidates(value):
                 new = values.scan(col.mode, value, prefiltered=True)
                 out[col.index] = value if new is None else new
-        except (ValueError, struct.error):
+        except (ValueError, struct.error, UnicodeError):
             values.found.append("undecodable")
             out[col.index] = None
     return out, Counter(values.found)
@@ -191,7 +192,7 @@ def test_rows_match_the_general_path(columns: list[Any], email: str, card: str, 
     policy = MaskingPolicy.model_validate({"detectors": {"email": email, "card": card}, "columns": rules})
     key = b"k" * 32
     masker = ResultMasker(policy, key, memo_bytes=memo_bytes)
-    plan = masker.on_row_description(
+    plan = plan_for(masker,
         [Field(f"c{i}", 0, i, oid, -1, -1, fmt) for i, ((oid, fmt, _), _) in enumerate(columns)]
     )
     expected_counts: Counter[str] = Counter()

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from shared.masking import Detector, MaskingPolicy, find
 from shared.masking.detectors import candidates
-from shared.pg.masking import CopyFormat, ResultMasker, UndecodableCopyData
+from shared.pg.masking import CopyFormat, ResultMasker, StatementRef, UndecodableCopyData
 from shared.pg.masking import binary as b
 from shared.pg.wire.messages import Field, build_data_row, parse_data_row
+from tests.unit.masking.plain import plain, plain_copy, plan_for
 
 GOLDEN = Path(__file__).parent / "golden"
 DETECTORS: list[dict[str, Any]] = yaml.safe_load((GOLDEN / "detectors.yaml").read_text())
@@ -71,7 +72,7 @@ def test_an_address_after_a_leading_at_sign_is_found() -> None:
     assert candidates(text.encode() + b" " * 600)  # and on the whole-buffer path
     fields = [Field("note", 0, 0, 25, -1, -1, 0)]
     masker = ResultMasker(MaskingPolicy())
-    masked = masker.mask_data_row(masker.on_row_description(fields), build_data_row([text.encode()])[5:])
+    masked = masker.mask_data_row(plan_for(masker, fields), build_data_row([text.encode()])[5:])
     assert masked is not None and b"bob@example.com" not in masked and b"@channel" in masked
 
 
@@ -81,7 +82,7 @@ def test_an_address_after_a_leading_at_sign_is_found() -> None:
 @pytest.mark.parametrize("case", RESULTS["rows"], ids=[c["name"] for c in RESULTS["rows"]])
 def test_row_golden(case: dict[str, Any]) -> None:
     masker = golden_masker()
-    plan = masker.on_row_description(fields(case["fields"]))
+    plan = plan_for(masker, fields(case["fields"]))
     out = masker.mask_data_row(plan, body(enc(case["in"])))
     if case["out"] == "unchanged":
         assert out is None
@@ -92,7 +93,7 @@ def test_row_golden(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", RESULTS["copy"], ids=[c["name"] for c in RESULTS["copy"]])
 def test_copy_golden(case: dict[str, Any]) -> None:
-    out = golden_masker().mask_copy_data(CopyFormat(case["format"]), case["in"].encode())
+    out = golden_masker().mask_copy_data(plain_copy(case["format"]), case["in"].encode())
     if case["out"] == "unchanged":
         assert out is None
     else:
@@ -103,13 +104,13 @@ def test_copy_golden(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", RESULTS["errors"], ids=[c["name"] for c in RESULTS["errors"]])
 def test_error_golden(case: dict[str, Any]) -> None:
-    out = golden_masker().mask_error_fields(case["in"])
+    out = golden_masker().mask_error_fields(case["in"], plain([]))
     assert out == (None if case["out"] == "unchanged" else case["out"])
 
 
 def test_counts_per_detector_and_column() -> None:
     masker = golden_masker()
-    plan = masker.on_row_description(fields([["note", 25, 0], ["customer_ssn", 25, 0]]))
+    plan = plan_for(masker, fields([["note", 25, 0], ["customer_ssn", 25, 0]]))
     masker.mask_data_row(plan, body([b"4111111111111111 and bob@example.com", b"x"]))
     masker.mask_data_row(plan, body([b"5555555555554444", b"y"]))
     assert masker.take_counts() == {"card": 2, "email": 1, "column:customer_ssn": 2}
@@ -121,7 +122,7 @@ def test_counts_per_detector_and_column() -> None:
 
 def test_rows_without_candidates_pass_byte_identical() -> None:
     masker = ResultMasker(MaskingPolicy())
-    plan = masker.on_row_description(fields([["id", 20, 0], ["note", 25, 0], ["at", 1184, 0]]))
+    plan = plan_for(masker, fields([["id", 20, 0], ["note", 25, 0], ["at", 1184, 0]]))
     for values in ([b"1", b"hello", b"2024-05-01 00:00:00+00"], [None, None, None], [b"", b"", b""],
                    [b"9", b"order 123456 shipped", None]):
         assert masker.mask_data_row(plan, body(values)) is None
@@ -140,7 +141,7 @@ def test_prefilter_on_whole_buffers() -> None:
 def test_disabled_policy_masks_nothing() -> None:
     policy = {"enabled": False, "columns": [{"name": "*", "action": "redact"}]}
     masker = ResultMasker(MaskingPolicy.model_validate(policy))
-    plan = masker.on_row_description(fields([["ssn", 25, 0]]))
+    plan = plan_for(masker, fields([["ssn", 25, 0]]))
     assert masker.mask_data_row(plan, body([b"123-45-6789"])) is None
     assert masker.mask_copy_data(CopyFormat(), b"123-45-6789\n") is None
     assert masker.mask_error_fields({"D": "alice@example.com"}) is None
@@ -155,7 +156,7 @@ def test_row_description_mismatch_is_a_protocol_error() -> None:
     from shared.pg.wire.errors import ProtocolViolation
 
     masker = golden_masker()
-    plan = masker.on_row_description(fields([["customer_ssn", 25, 0]]))
+    plan = plan_for(masker, fields([["customer_ssn", 25, 0]]))
     with pytest.raises(ProtocolViolation):
         masker.mask_data_row(plan, body([b"a", b"b"]))
 
@@ -169,7 +170,7 @@ def numeric(digits: str) -> bytes:
 
 def test_binary_text_int8_numeric_card_numbers() -> None:
     masker = ResultMasker(MaskingPolicy())
-    plan = masker.on_row_description(fields([["t", 25, 1], ["i", 20, 1], ["n", 1700, 1], ["small", 20, 1]]))
+    plan = plan_for(masker, fields([["t", 25, 1], ["i", 20, 1], ["n", 1700, 1], ["small", 20, 1]]))
     row = [b"visa 4111111111111111", struct.pack("!q", 4111111111111111), numeric("5555555555554444"),
            struct.pack("!q", 42)]
     out = masker.mask_data_row(plan, body(row))
@@ -183,7 +184,7 @@ def test_binary_text_int8_numeric_card_numbers() -> None:
 
 def test_binary_int8_is_decoded_even_without_a_buffer_candidate() -> None:
     masker = ResultMasker(MaskingPolicy())
-    plan = masker.on_row_description(fields([["i", 20, 1]]))
+    plan = plan_for(masker, fields([["i", 20, 1]]))
     assert plan.forced
     raw = body([struct.pack("!q", 4111111111111111)])
     assert not masker.prefilter(raw), "binary digits are invisible to the bytes prefilter"
@@ -193,10 +194,10 @@ def test_binary_int8_is_decoded_even_without_a_buffer_candidate() -> None:
 
 def test_binary_jsonb_and_json() -> None:
     masker = golden_masker()
-    plan = masker.on_row_description(fields([["j", 3802, 1], ["k", 114, 1]]))
+    plan = plan_for(masker, fields([["j", 3802, 1], ["k", 114, 1]]))
     out = masker.mask_data_row(plan, body([b'\x01{"m": "alice@example.com"}', b'[4111111111111111]']))
     assert out is not None
-    assert parse_data_row(out[5:]) == [b'\x01{"m": "tok_hux2tbeuupxdim3n"}', b'["************1111"]']
+    assert parse_data_row(out[5:]) == [b'\x01{"m": "tok_hux2tbeuupxdim3n"}', b"[1111]"], "a JSON number stays one"
 
 
 def array(elem_oid: int, elements: list[bytes | None]) -> bytes:
@@ -206,7 +207,7 @@ def array(elem_oid: int, elements: list[bytes | None]) -> bytes:
 
 def test_binary_arrays_of_text_and_int8() -> None:
     masker = ResultMasker(MaskingPolicy())
-    plan = masker.on_row_description(fields([["a", 1009, 1], ["b", 1016, 1]]))
+    plan = plan_for(masker, fields([["a", 1009, 1], ["b", 1016, 1]]))
     texts = array(25, [b"ok", None, b"4111 1111 1111 1111"])
     ints = array(20, [struct.pack("!q", 5555555555554444), struct.pack("!q", 7)])
     out = masker.mask_data_row(plan, body([texts, ints]))
@@ -222,9 +223,10 @@ def test_binary_column_rules_keep_types_decodable() -> None:
     masker = ResultMasker(policy)
     spec = [["i4", 23, 1], ["i8", 20, 1], ["n", 1700, 1], ["t", 25, 1], ["jb", 3802, 1], ["f", 701, 1],
             ["u", 2950, 1], ["bytes", 17, 1], ["arr", 1007, 1]]
-    plan = masker.on_row_description(fields(spec))
+    plan = plan_for(masker, fields(spec))
     row = [struct.pack("!i", 123456789), struct.pack("!q", 4111111111111111), numeric("987654321"), b"secret-9876",
-           b'\x01{"a": 1}', struct.pack("!d", 1234567.0), b"\x00" * 16, b"\xde\xad", array(23, [struct.pack("!i", 5)])]
+           b'\x01{"a": 1}', struct.pack("!d", 1234567.0), b"\x00" * 16, b"\xff\x00\xfe",
+           array(23, [struct.pack("!i", 5)])]
     out = masker.mask_data_row(plan, body(row))
     assert out is not None
     i4, i8, n, t, jb, f, u, raw, arr = parse_data_row(out[5:])
@@ -232,13 +234,14 @@ def test_binary_column_rules_keep_types_decodable() -> None:
     assert n is not None and b.decode_numeric(n) == ("4321", 0)
     assert t == b"******-9876" and jb == b'\x01"{\\"a\\": 1}"', "partial keeps the last 4 letters/digits"
     assert f is not None and len(f) == 8
-    assert u is None and raw is None, "no safe placeholder: NULL"
+    assert u is None, "no safe placeholder: NULL"
+    assert raw == b"****", "bytea: binary data has no last four characters to keep"
     assert arr is not None and b.decode_array(arr)[2] == [struct.pack("!i", 5)]
 
 
 def test_fail_closed_on_undecodable_binary_values() -> None:
     masker = ResultMasker(MaskingPolicy.model_validate({"columns": [{"name": "pan", "action": "redact"}]}))
-    plan = masker.on_row_description(fields([["pan", 1700, 1], ["j", 3802, 1], ["i", 20, 1]]))
+    plan = plan_for(masker, fields([["pan", 1700, 1], ["j", 3802, 1], ["i", 20, 1]]))
     broken = [b"\x00\x05garbage", b"\x02{}", b"\x01\x02\x03"]
     out = masker.mask_data_row(plan, body(broken))
     assert out is not None
@@ -274,7 +277,7 @@ def test_unterminated_private_key_does_not_swallow_structure() -> None:
     pem = "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
     out = masker.mask_copy_data(CopyFormat("text"), f"1\t{pem}\tnext\n".encode())
     assert out is not None and out[5:] == b"1\t****\tnext\n"
-    plan = masker.on_row_description(fields([["doc", 114, 0]]))
+    plan = plan_for(masker, fields([["doc", 114, 0]]))
     row = masker.mask_data_row(plan, body([('{"k": "' + pem + '", "n": 1}').encode()]))
     assert row is not None and parse_data_row(row[5:]) == [b'{"k": "****", "n": 1}']
 
@@ -292,7 +295,7 @@ text_like = st.sampled_from([25, 1043, 20, 1700, 114, 3802, 1009, 1016, 23, 2950
 def test_masked_rows_always_reparse_with_the_same_column_count(cols: list[tuple[Any, int, int, bool]]) -> None:
     rules = [{"name": f"c{i}", "action": "partial"} for i, (_, _, _, ruled) in enumerate(cols) if ruled]
     masker = ResultMasker(MaskingPolicy.model_validate({"columns": rules}))
-    plan = masker.on_row_description(
+    plan = plan_for(masker,
         [Field(f"c{i}", 0, i, oid, -1, -1, fmt) for i, (_, oid, fmt, _) in enumerate(cols)])
     values = [v for v, _, _, _ in cols]
     out = masker.mask_data_row(plan, body(values))
@@ -316,7 +319,7 @@ def test_copy_rows_keep_their_field_count(fields_: list[str], kind: str) -> None
 
 def test_detector_off_leaves_its_values_alone() -> None:
     masker = ResultMasker(MaskingPolicy.model_validate({"detectors": {"card": "off"}}))
-    plan = masker.on_row_description(fields([["i", 20, 1], ["t", 20, 0], ["a", 1009, 1], ["n", 25, 0]]))
+    plan = plan_for(masker, fields([["i", 20, 1], ["t", 20, 0], ["a", 1009, 1], ["n", 25, 0]]))
     row = [struct.pack("!q", 4111111111111111), b"4111111111111111", array(25, [b"bob@example.com"]),
            b"4111 1111 1111 1111"]
     out = masker.mask_data_row(plan, body(row))
@@ -328,10 +331,44 @@ def test_detector_off_leaves_its_values_alone() -> None:
 
 def test_plan_tells_the_proxy_when_rows_need_the_masker() -> None:
     masker = golden_masker()
-    plain = masker.on_row_description(fields([["id", 23, 0], ["at", 1184, 0]]))
+    plain = plan_for(masker, fields([["id", 23, 0], ["at", 1184, 0]]))
     assert plain.inert and not plain.needs_rows(True)
-    text = masker.on_row_description(fields([["note", 25, 0]]))
+    text = plan_for(masker, fields([["note", 25, 0]]))
     assert not text.inert and not text.needs_rows(False) and text.needs_rows(True)
-    ruled = masker.on_row_description(fields([["customer_ssn", 25, 0]]))
+    ruled = plan_for(masker, fields([["customer_ssn", 25, 0]]))
     assert ruled.forced and ruled.needs_rows(False)
-    assert masker.on_row_description(fields([["note", 25, 0]])) is text, "plans are cached per RowDescription"
+    assert plan_for(masker, fields([["note", 25, 0]])) is text, "plans are cached per RowDescription"
+
+
+def test_a_value_error_of_a_statement_reading_covered_columns_quotes_nothing() -> None:
+    """``translate(card_number, ...)::int`` fails quoting the translated card: no detector sees it, so the
+    error's quoted values are redacted whenever the statement reads a covered column."""
+    masker = golden_masker()
+    cast = {"S": "ERROR", "C": "22P02", "M": 'invalid input syntax for type integer: "ebbbbbbbbbbbbbbb"'}
+    reads = StatementRef("SELECT translate(customer_ssn, '0123456789', 'abcdefghij')::int FROM t")
+    assert masker.mask_error_fields(cast, reads) == cast | {"M": 'invalid input syntax for type integer: "****"'}
+    assert masker.mask_error_fields(cast, StatementRef("SELECT 'ebbbbbbbbbbbbbbb'::int")) is None
+    unique = {"S": "ERROR", "C": "23505", "M": 'duplicate key value violates unique constraint "k"',
+              "D": "Key (secret_code)=(ebbb) already exists."}
+    assert masker.mask_error_fields(unique, reads) == unique | {"D": "Key (secret_code)=(****) already exists."}
+
+
+def test_what_user_code_raises_or_notices_is_redacted_when_the_statement_reads_covered_data() -> None:
+    masker = golden_masker()
+    notice = {"S": "NOTICE", "C": "00000", "M": "value ebbbbbbbbbbbbbbb", "W": "PL/pgSQL function leak(text) line 1"}
+    reads = StatementRef("SELECT leak(translate(customer_ssn, '0123456789', 'abcdefghij')) FROM t")
+    assert masker.mask_error_fields(notice, reads) == notice | {"M": "****"}
+    block = StatementRef("DO $$ BEGIN RAISE NOTICE 'x'; END $$")
+    assert masker.mask_error_fields(notice, block) == notice | {"M": "****"}, "a DO block is code Airlock cannot see"
+    server = {"S": "NOTICE", "C": "00000", "M": 'table "x" does not exist, skipping'}
+    assert masker.mask_error_fields(server, reads) is None
+
+
+def test_a_notification_payload_is_masked() -> None:
+    masker = golden_masker()
+    body = struct.pack("!i", 42) + b"orders\0paid with 4111 1111 1111 1111\0"
+    out = masker.mask_notification(body)
+    assert out is not None and out[:1] == b"A"
+    assert out[5:] == struct.pack("!i", 42) + b"orders\0paid with **** **** **** 1111\0"
+    assert masker.mask_notification(struct.pack("!i", 42) + b"orders\0nothing\0") is None
+    assert masker.take_counts() == {"card": 1}

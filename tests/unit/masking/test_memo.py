@@ -13,6 +13,7 @@ from shared.pg.masking.engine import ColumnPlan, ResultMasker
 from shared.pg.masking.memo import RowMemo, identity
 from shared.pg.wire import messages as m
 from shared.pg.wire.errors import ProtocolViolation
+from tests.unit.masking.plain import plan_for
 
 FIELDS = [m.Field("card_number", 0, 0, 25, -1, -1, 0), m.Field("note", 0, 0, 25, -1, -1, 0)]
 CARDS = [b"4111111111111111", b"5500005555555559", b"4012888888881881"]
@@ -38,7 +39,7 @@ def test_memo_gives_the_same_rows_and_counts_as_no_memo() -> None:
     without = ResultMasker(MaskingPolicy(), memo_bytes=0)
     outs = []
     for masker in (with_memo, shared, without):
-        plan = masker.on_row_description(FIELDS)
+        plan = plan_for(masker, FIELDS)
         outs.append([masker.mask_data_row(plan, r) for r in rows(5)])
     assert outs[0] == outs[1] == outs[2] and all(o is not None for o in outs[0])
     assert with_memo.take_counts() == shared.take_counts() == without.take_counts() == {"card": 15}
@@ -47,7 +48,7 @@ def test_memo_gives_the_same_rows_and_counts_as_no_memo() -> None:
 
 def test_memo_is_bounded_by_bytes() -> None:
     masker = ResultMasker(MaskingPolicy(), memo_bytes=16 * 1024)
-    plan = masker.on_row_description(FIELDS)
+    plan = plan_for(masker, FIELDS)
     for i in range(5000):
         masker.mask_data_row(plan, m.build_data_row([b"4111111111111111", str(i).encode()])[5:])
     assert masker._memo is not None and 0 < masker._memo.size <= 16 * 1024
@@ -55,7 +56,7 @@ def test_memo_is_bounded_by_bytes() -> None:
 
 def session(policy: MaskingPolicy, key: bytes, memo_bytes: int | None = None) -> tuple[ResultMasker, ColumnPlan]:
     masker = ResultMasker(policy, key, memo_bytes=memo_bytes)
-    return masker, masker.on_row_description(CONTACTS)
+    return masker, plan_for(masker, CONTACTS)
 
 
 def masked(masker: ResultMasker, plan: ColumnPlan, batch: list[bytes]) -> list[bytes | None]:
@@ -124,7 +125,7 @@ def test_shared_budget_evicts_oldest_first() -> None:
 
 def test_a_broken_row_counts_nothing() -> None:
     masker = ResultMasker(TOKENS, b"key-1")
-    plan = masker.on_row_description(CONTACTS)
+    plan = plan_for(masker, CONTACTS)
     row = contacts(1)[0]
     with pytest.raises(ProtocolViolation):
         masker.mask_data_row(plan, row[:-3])

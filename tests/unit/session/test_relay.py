@@ -7,6 +7,7 @@ import struct
 import pytest
 
 from shared.masking.rules import MaskingPolicy
+from shared.pg.masking.catalog import Attribute, FixedCatalog, Relation, catalog_of
 from shared.pg.masking.engine import ResultMasker
 from shared.pg.relay import DENIED_TOKEN, DecisionEvent, MaskEvent, Relay, StatementEvent, with_protections
 from shared.pg.sql.engine import GuardrailEngine
@@ -109,6 +110,44 @@ def test_masks_a_card_in_a_text_row_and_leaves_other_rows_identical() -> None:
     assert m.parse_data_row(messages[1][1]) == [b"************1111"]
     assert messages[2][1] == clean[5:]
     assert any(isinstance(e, MaskEvent) and e.counts for e in events)
+
+
+def test_the_same_columns_under_another_statement_get_another_plan() -> None:
+    """Plans were cached by RowDescription bytes: ``SELECT ssn AS x`` and ``SELECT name AS x`` look the same
+    on the wire, but only one of them carries a covered column."""
+    policy = MaskingPolicy.model_validate({"columns": [{"name": "ssn", "action": "redact"}]})
+    customers = Relation(1, "public", "customers", "r", (Attribute("name", TEXT_OID), Attribute("ssn", TEXT_OID)))
+    catalog = FixedCatalog(catalog_of([customers]))
+    relay = Relay(GuardrailEngine(GUARD), ResultMasker(policy, catalog=catalog))
+    secret = m.build_data_row([b"not-shaped-like-anything"])
+    outputs = []
+    for sql in (
+        "SELECT ssn AS x FROM customers", "SELECT name AS x FROM customers", "SELECT upper(ssn) AS x FROM customers",
+        "SELECT name AS x FROM customers; SELECT ssn AS x FROM customers",
+    ):
+        agent(relay, m.build_query(sql))
+        answers = [row_description("x") + secret + command_complete("SELECT 1") for _ in sql.split(";")]
+        _, out, _ = backend(relay, *answers, m.build_ready_for_query(b"I"))
+        outputs.append([m.parse_data_row(body) for t, body in split(b"".join(out)) if t == "D"])
+    assert outputs == [[[b"****"]], [[b"not-shaped-like-anything"]], [[b"****"]],
+                       [[b"not-shaped-like-anything"], [b"****"]]]
+
+
+def test_a_schema_change_is_seen_until_its_transaction_ends() -> None:
+    policy = MaskingPolicy.model_validate({"columns": [{"name": "ssn", "action": "redact"}]})
+    catalog = FixedCatalog(catalog_of([]))
+    relay = Relay(GuardrailEngine(GUARD), ResultMasker(policy, catalog=catalog))
+    agent(relay, m.build_query("BEGIN; CREATE TEMP TABLE v AS SELECT 'x'::text AS ssn; ALTER TABLE v RENAME ssn TO y"))
+    backend(relay, command_complete("BEGIN"), command_complete("SELECT 1"), command_complete("ALTER TABLE"),
+            m.build_ready_for_query(b"T"))
+    assert catalog.invalidations == 2
+    agent(relay, m.build_query("SELECT y FROM v"))
+    _, out, _ = backend(relay, row_description("y") + m.build_data_row([b"plain"]) + command_complete("SELECT 1"),
+                        m.build_ready_for_query(b"T"))
+    assert [m.parse_data_row(b) for t, b in split(b"".join(out)) if t == "D"] == [[b"****"]], "fails closed"
+    agent(relay, m.build_query("COMMIT"))
+    backend(relay, command_complete("COMMIT"), m.build_ready_for_query(b"I"))
+    assert catalog.invalidations == 3, "once committed, the catalog is read again"
 
 
 def test_undescribed_portal_gets_an_injected_describe_whose_answer_is_swallowed() -> None:
