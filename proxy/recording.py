@@ -46,6 +46,7 @@ from shared.config import ControlPlaneSettings, control_plane_settings
 from shared.recording.audit import STATEMENT_LIMIT, AuditEvent, AuditWriter, StatementLines, s3_put_object
 from shared.recording.format import (
     MANIFEST_NAME,
+    Direction,
     EventKind,
     Manifest,
     SessionMeta,
@@ -388,15 +389,25 @@ class SessionRecording:
         if data and self._recording:
             self._ship(self.recorder.record_auth_bytes(data))
 
+    def wire(self, direction: Direction, kind: EventKind, payload: bytes) -> None:
+        """Wire bytes of a protocol whose events carry their own framing (the Kubernetes gateway's HTTP
+        exchanges: ``EventKind.HTTP_HEAD``, ``HTTP_BODY``, ``STREAM``; shared/k8s/recorded.py)."""
+        if payload and self._recording:
+            self._ship(self.recorder.record_bytes(direction, payload, kind=kind))
+
     def _chunk_full(self) -> None:
         """The tape's pending events reached a chunk: cut it and queue it for the store."""
         self._ship(self.recorder.take_chunk_now())
 
-    def decision(self, kind: EventKind, payload: Mapping[str, Any]) -> None:
-        """Record a decision (BLOCK, HOLD, APPROVAL, MASK_COUNTS, ...) and write its audit line."""
+    def decision(self, kind: EventKind, payload: Mapping[str, Any], *, audit: bool = True) -> None:
+        """Record a decision (BLOCK, HOLD, APPROVAL, MASK_COUNTS, ...) and write its audit line (``audit``:
+        False for a decision that only structures the recording, such as an HTTP exchange's REQUEST,
+        whose audit line is the exchange's statement line)."""
         if not self._recording:
             return
         self._ship(self.recorder.record_decision(kind, payload))
+        if not audit:
+            return
         decision = kind.name.lower() if isinstance(kind, EventKind) else str(kind)
         if kind is EventKind.APPROVAL and payload.get("step"):
             decision = f"approval_{payload['step']}"  # approval_requested, approval_approved, approval_denied, ...

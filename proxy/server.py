@@ -1,4 +1,5 @@
-"""The PostgreSQL listener: accepts agents, runs sessions, drains on SIGTERM, serves health/metrics."""
+"""The proxy process: the PostgreSQL listener and the Kubernetes API gateway (``proxy/k8s``), one drain on
+SIGTERM, one health/metrics endpoint."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .admission import LoginGate
 from .approvals import ApprovalsClient
 from .controlplane import ControlPlaneClient
 from .credentials import CredentialCache
+from .k8s.gateway import K8sGateway
 from .pg.cancel import CancelRegistry
 from .pg.catalog import TargetCatalogs
 from .pg.context import GuardrailEngines, PgContext
@@ -98,6 +100,9 @@ class ProxyServer:
         self.pg = PgContext(
             self.services, CancelRegistry(), GuardrailEngines(disabled=settings.disable_guardrails), catalogs
         )
+        # The Kubernetes API gateway (its own TLS context: it speaks ALPN http/1.1), when a port is set.
+        self.k8s = K8sGateway(self.services, agent_tls_context(settings), self.services.approvals) \
+            if settings.k8s_port is not None else None  # fmt: skip
         self.sessions: set[PgSession] = set()
         self._server: asyncio.Server | None = None
         self._health: web.AppRunner | None = None
@@ -131,6 +136,8 @@ class ProxyServer:
         )
         self.services.recording.start()
         self._spawn(self._report_refusals(), "airlock-refusal-aggregates")
+        if self.k8s is not None:
+            await self.k8s.start()
         if self.settings.health_port is not None:
             await self._start_health()
         log.info("airlock proxy listening on %s:%d", self.settings.listen_host, self.port)
@@ -174,7 +181,8 @@ class ProxyServer:
                 "57P01", "Airlock proxy is shutting down; reconnect to continue", reason="proxy shutdown"
             )
 
-        await asyncio.gather(*(finish(s) for s in sessions), return_exceptions=True)
+        k8s = self.k8s.shutdown(drain) if self.k8s is not None else asyncio.sleep(0)
+        await asyncio.gather(k8s, *(finish(s) for s in sessions), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         self._flush_refusals()
@@ -219,7 +227,8 @@ class ProxyServer:
             return web.Response(status=200 if serving else 503, text="ok\n" if serving else "draining\n")
 
         async def metrics(_: web.Request) -> web.Response:
-            return web.Response(text=self.services.metrics.render(len(self.sessions)))
+            k8s = self.k8s.sessions if self.k8s is not None else 0
+            return web.Response(text=self.services.metrics.render(len(self.sessions) + k8s))
 
         app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics)])
         self._health = web.AppRunner(app, access_log=None)

@@ -1,7 +1,7 @@
 """What a gateway session may use of its proxy process: settings, the agent-side TLS context, the control
-plane, the credential cache, the recording services, the login gate, the metrics, and whether the
-process is draining. Sessions depend on this narrow set,
-never on the server that owns it, so the server can run sessions of any protocol."""
+plane, the credential cache, the recording services, the login gate, the metrics, the approvals client,
+and whether the process is draining. Sessions depend on this narrow set, never on the server that owns it,
+so the server can run sessions of any protocol."""
 
 from __future__ import annotations
 

@@ -61,6 +61,16 @@ class ProxySettings(BaseSettings):
     # a schema change seen by this proxy makes it read again at once. See proxy/pg/catalog.py.
     catalog_ttl_seconds: float = Field(default=5.0, gt=0)
     health_port: int | None = None
+    # --- the Kubernetes API gateway (proxy/k8s): listens only when a port is set; TLS as above.
+    k8s_port: int | None = None
+    # A session (one agent token on one cluster) ends after this long without a request or a live stream.
+    k8s_idle_seconds: float = Field(default=300.0, gt=0)
+    # Largest request body read (the API server's own limit is 3 MiB) and largest response the gateway
+    # reads whole to mask (a Secret or ConfigMap list); bigger ones are refused, never passed unmasked.
+    k8s_max_request_body: int = 8 * 1024 * 1024
+    k8s_max_masked_response: int = 128 * 1024 * 1024
+    # Longest a held request waits in the gateway for its approval (the HTTP request stays open).
+    k8s_hold_seconds: int = Field(default=300, ge=5, le=86400)
     # How long a thread may hold the interpreter lock while another waits for it (sys.setswitchinterval).
     # Recording uploads, heartbeats and authorize calls run boto3 in threads; at CPython's default of
     # 5 ms, one such thread stalls every session's relay for up to 5 ms at each switch.

@@ -288,6 +288,6 @@ def _grant(request: AuthorizeRequest, policy: Policy, version: int, proof: _Proo
         backend = KubernetesBackendRef(server=target.server, ca_pem=target.ca_pem,
                                        credential_secret=target.credential_secret)
         return Grant(backend=backend, kubernetes_access=binding.kubernetes or KubernetesAccess(),
-                     kubernetes=policy.kubernetes, **common)
+                     kubernetes=policy.kubernetes_for(binding), **common)
     backend = target.backend_ref(database)
     return Grant(backend=backend, guardrails=policy.guardrails_for(binding), **common)

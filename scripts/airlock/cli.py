@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import approvals_cli, sessions_cli, targets_cli
+from . import approvals_cli, kube_cli, sessions_cli, targets_cli
 from .audit import cli as audit_cli
 from .environment import load_stack, use_local_stack
 
@@ -23,7 +23,7 @@ def dev_up(args: argparse.Namespace) -> None:
     from .devstack.stack import DevStack
 
     stack = DevStack(args.state_dir, proxy_port=args.proxy_port, grant_ttl_seconds=args.grant_ttl,
-                     kube_standin=args.kube_standin)
+                     kube_standin=not args.no_kube, kube_port=args.kube_port)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -48,10 +48,12 @@ Held statements (e.g. DELETE FROM customers WHERE id = 42):  airlock dev approva
   then:  airlock dev approvals click <apr_...> approve      (or: airlock approvals approve <apr_...> --as U0DEMODANA)
 Offboard the contractor:  airlock identity revoke contractor
 """, flush=True)
-        if "kube_standin" in info:
-            kube = info["kube_standin"]
-            print(f"Kubernetes API stand-in (local, not a real cluster): {kube['server']}\n"
-                  f"  KUBECONFIG={kube['kubeconfig']} kubectl get pods -A\n", flush=True)
+        if "kubernetes" in info:
+            standin, gateway = info["kube_standin"], info["kubernetes"]
+            print(f"Kubernetes API gateway: {gateway['server']} (cluster {gateway['target']}: the local Kubernetes "
+                  f"API stand-in at {standin['server']}, not a real cluster)\n"
+                  "  airlock dev kubeconfig deployer      (then KUBECONFIG=<that file> kubectl get pods -A)\n"
+                  "  also: analyst (read-only), contractor (namespace default)\n", flush=True)
         while not stopping:
             if stack.proxy is not None and stack.proxy.poll() is not None:
                 print(f"airlock: proxy exited with {stack.proxy.returncode}; see {args.state_dir}/proxy.log")
@@ -177,8 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = dev.add_parser("up", help="start the whole local stack in the foreground")
     up.add_argument("--proxy-port", type=int, default=int(os.environ.get("AIRLOCK_DEV_PROXY_PORT", "6543")))
     up.add_argument("--grant-ttl", type=int, default=300, help="grant lifetime in seconds for the demo bindings")
-    up.add_argument("--kube-standin", action="store_true",
-                    help="also run the local Kubernetes API stand-in (seeded namespaces default and prod)")
+    up.add_argument("--kube-port", type=int, default=int(os.environ.get("AIRLOCK_DEV_KUBE_PORT", "6443")),
+                    help="the proxy's Kubernetes API gateway port (0: any free one)")
+    up.add_argument("--no-kube", action="store_true",
+                    help="run neither the local Kubernetes API stand-in nor the proxy's Kubernetes gateway")
+    up.add_argument("--kube-standin", action="store_true", help=argparse.SUPPRESS)  # the default now
     up.set_defaults(func=dev_up)
     dev.add_parser("down", help="stop the local stack").set_defaults(func=dev_down)
     token = dev.add_parser("token", help="print a valid token for a demo identity")
@@ -214,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     approvals_cli.register(commands, dev)
     targets_cli.register(commands)
     audit_cli.register(commands)
+    kube_cli.register(commands, dev)
     return parser
 
 

@@ -34,6 +34,8 @@ from shared.recording.format import (
     parse_chunk_name,
 )
 
+from .kube_transcript import KubeTranscript, is_kubernetes
+
 FIRST_ROWS = 5
 _VALUE_WIDTH = 40
 
@@ -291,11 +293,13 @@ def replay(args: argparse.Namespace) -> None:
     _aws(args)
     store = _store()
     prefix = _prefix(args.session_id)
-    transcript = Transcript(first_rows=args.rows)
+    transcript: Transcript | KubeTranscript | None = None  # chosen by the recording's first event
     raw: list[list[bytes]] = [[], []]
     last_ts: int | None = None
     try:
         for event in recorded_events(store, prefix, follow=args.follow):
+            if transcript is None:
+                transcript = KubeTranscript(args.rows) if is_kubernetes(event) else Transcript(first_rows=args.rows)
             if args.speed > 0 and last_ts is not None:
                 time.sleep(max(0.0, (event.ts_ns - last_ts) / 1e9 / args.speed))
             last_ts = event.ts_ns
@@ -307,7 +311,7 @@ def replay(args: argparse.Namespace) -> None:
         sys.exit(f"airlock: {e}")
     except KeyboardInterrupt:
         pass
-    for line in transcript.finish():
+    for line in transcript.finish() if transcript is not None else []:
         print(line)
     if args.raw is not None:
         args.raw.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,11 @@ bindings:
   - identity: deployer
     target: prod-cluster
     kubernetes: {namespaces: [default, prod], user: "airlock:deployer", groups: [deployers]}
+kubernetes:                                     # rules on API requests: shared/k8s/rules.py, docs/policy.md
+  default: allow
+  unknown: deny
+  rules:
+    - {name: no-host-access, match: {pod_spec: [privileged, host_path, node_socket]}, action: deny}
 ```
 """
 
@@ -18,9 +23,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.guard.verdict import Action
+from shared.k8s.rules import KubernetesRule, rule_warnings, unique_rule_names
 
 
 class _Strict(BaseModel):
@@ -41,11 +47,25 @@ class KubernetesAccess(_Strict):
     namespaces: list[str] = Field(default_factory=list)  # globs; empty: every namespace
     user: str | None = None  # Impersonate-User (None: "airlock:<identity>")
     groups: list[str] = Field(default_factory=list)  # Impersonate-Group
+    # Secret values in responses: redacted (the default), or shown (a deploy tool such as Helm, which keeps
+    # its releases in Secrets, needs them). Recordings never hold them either way.
+    secrets: Literal["redact", "reveal"] = "redact"
 
 
 class KubernetesGuardrails(_Strict):
     """The ``kubernetes`` section: rules on API requests (``shared/k8s``); judged like SQL."""
 
+    rules: list[KubernetesRule] = Field(default_factory=list)
+    # read_only: only effects that change nothing (get, list, watch, discovery, reviews of oneself).
+    access: Literal["read_write", "read_only"] = "read_write"
     default: Action = Action.ALLOW
     unknown: Action = Action.DENY
     dry_run: bool = False
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[KubernetesRule]) -> list[KubernetesRule]:
+        return unique_rule_names(rules)
+
+    def warnings(self) -> list[str]:
+        return rule_warnings(self.rules)

@@ -9,7 +9,7 @@ adding optional fields there keeps existing files valid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,10 +25,12 @@ from pydantic import (
 
 from shared.approvals.policy import ApprovalsPolicy, Member
 from shared.controlplane import BackendRef, BackendTLS, RecordingMode, engine_of
+from shared.guard.scope import RuleScope
 from shared.guard.verdict import Action
 from shared.k8s.policy import KubernetesAccess, KubernetesGuardrails, KubernetesTargetSpec
+from shared.k8s.rules import KubernetesRule
 from shared.masking.rules import MaskingPolicy
-from shared.pg.sql.rules import GuardrailsPolicy, RuleMatch
+from shared.pg.sql.rules import GuardrailsPolicy, GuardRule, RuleMatch
 from shared.ssh.policy import SshAccess, SshGuardrails, SshTargetSpec
 
 SCHEMA_VERSION = 1
@@ -236,20 +238,24 @@ class Policy(_Strict):
     def _hold_problems(self) -> list[str]:
         """Every hold must reach someone who may approve it: a group that exists, has members who are
         not all owners of an identity the hold applies to, and a channel (Slack or SNS) to reach them."""
-        if self.guardrails is None:
-            return []
-        holds: list[tuple[str, str | None, RuleMatch | None]] = [
-            (f"guardrails.rules[{i}] ({rule.name!r})", rule.approvers, rule.match)
-            for i, rule in enumerate(self.guardrails.rules)
-            if rule.action is Action.HOLD
-        ]
-        holds += [(f"guardrails.{field}", None, None) for field in ("default", "unknown")
-                  if getattr(self.guardrails, field) is Action.HOLD]  # fmt: skip
-        problems = [
-            f"guardrails.rules[{i}] ({rule.name!r}): approvers only apply to hold rules (action is {rule.action})"
-            for i, rule in enumerate(self.guardrails.rules)
-            if rule.approvers is not None and rule.action is not Action.HOLD
-        ]
+        holds: list[tuple[str, str | None, RuleMatch | RuleScope | None]] = []
+        problems: list[str] = []
+        # --- Kubernetes (issue 17): its rules hold through the same approvals as SQL statements.
+        sections: list[tuple[str, Sequence[GuardRule | KubernetesRule], GuardrailsPolicy | KubernetesGuardrails]] = []
+        if self.guardrails is not None:
+            sections.append(("guardrails", self.guardrails.rules, self.guardrails))
+        if self.kubernetes is not None:
+            sections.append(("kubernetes", self.kubernetes.rules, self.kubernetes))
+        for section, rules, section_policy in sections:
+            holds += [(f"{section}.rules[{i}] ({rule.name!r})", rule.approvers, rule.match)
+                      for i, rule in enumerate(rules) if rule.action is Action.HOLD]  # fmt: skip
+            holds += [(f"{section}.{field}", None, None) for field in ("default", "unknown")
+                      if getattr(section_policy, field) is Action.HOLD]  # fmt: skip
+            problems += [
+                f"{section}.rules[{i}] ({rule.name!r}): approvers only apply to hold rules (action is {rule.action})"
+                for i, rule in enumerate(rules)
+                if rule.approvers is not None and rule.action is not Action.HOLD
+            ]
         approvals = self.approvals
         for where, named, match in holds:
             if approvals is None:
@@ -281,6 +287,14 @@ class Policy(_Strict):
             return self.guardrails
         return (self.guardrails or GuardrailsPolicy()).model_copy(update=overrides)
 
+    def kubernetes_for(self, binding: Binding) -> KubernetesGuardrails | None:
+        """The Kubernetes rules a session under ``binding`` runs with: the policy's, with the binding's
+        access/default/unknown overrides (as ``guardrails_for`` does for SQL)."""
+        overrides = binding.guardrails_overrides()
+        if not overrides:
+            return self.kubernetes
+        return (self.kubernetes or KubernetesGuardrails()).model_copy(update=overrides)
+
     def masking_for(self, binding: Binding) -> MaskingPolicy | None:
         """The masking a session under ``binding`` runs with (None: not masked)."""
         if binding.masking == "off":
@@ -290,6 +304,7 @@ class Policy(_Strict):
     def warnings(self) -> list[str]:
         """Valid, but probably not what was meant (``airlock policy push`` prints these)."""
         out = self.guardrails.warnings() if self.guardrails is not None else []
+        out += self.kubernetes.warnings() if self.kubernetes is not None else []
         for i, b in enumerate(self.bindings):
             if b.unknown is Action.ALLOW:
                 out.append(f"bindings[{i}] ({b.identity}/{b.target}): unknown: allow lets statements Airlock "

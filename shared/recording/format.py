@@ -47,6 +47,11 @@ class EventKind(enum.IntEnum):
 
     WIRE = 0  # bytes exactly as they crossed the agent-side wire (already masked by the masker)
     WIRE_REDACTED = 1  # wire bytes with a secret replaced (password / token in startup and auth)
+    # HTTP APIs (the Kubernetes gateway): a u32 exchange number, then the head / a piece of the body /
+    # a u8 channel and a piece of an upgraded stream (exec, attach, port-forward); see recording-format.md.
+    HTTP_HEAD = 8
+    HTTP_BODY = 9
+    STREAM = 10
     GRANT = 16  # identity, policy version, expiry, recording mode
     REFUSAL = 17  # no grant: reason, sqlstate
     REAUTHORIZATION = 18  # grant renewed (new expiry) or revoked
@@ -57,6 +62,8 @@ class EventKind(enum.IntEnum):
     MASK_COUNTS = 23  # values masked, per detector
     RECORDING_FAULT = 24  # the recorder itself failed (e.g. store unreachable, buffer bound hit)
     ALERT = 25  # something that should never happen did (the proxy's and the server's readings differ)
+    REQUEST = 40  # an HTTP API request as judged: exchange, request-info, verdict (Kubernetes)
+    EXCHANGE_END = 41  # an HTTP exchange (or its stream) ended: exchange, status, bytes, why
 
 
 FIRST_DECISION_KIND: Final = 16

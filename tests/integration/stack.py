@@ -146,6 +146,8 @@ def start_stack(state_dir: Path, timeout: float = 180) -> AirlockStack:
             str(free_port()),
             "--grant-ttl",
             str(TEST_GRANT_TTL),
+            "--kube-port",
+            str(free_port()),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

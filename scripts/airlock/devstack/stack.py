@@ -3,10 +3,12 @@
 Order: local AWS endpoint (moto) -> resources provisioned from template.yaml -> embedded PostgreSQL
 seeded with the demo database -> the backend credential in Secrets Manager -> local OIDC issuer ->
 the Slack stand-in (its bot token and signing secret in the template's Slack secret) and an SQS queue
-subscribed to the approvals topic -> demo policy pushed, demo key issued -> the real Lambda handlers
-behind a local Invoke endpoint and a local HTTP API (Slack interactivity, SNS links) -> the proxy as its
-own process (as on ECS), configured only through its environment. ``.airlock/stack.json`` tells
-clients where everything is.
+subscribed to the approvals topic -> the local Kubernetes API stand-in (its gateway token in Secrets
+Manager as the cluster target's credential) -> demo policy pushed, demo key issued -> the real Lambda
+handlers behind a local Invoke endpoint and a local HTTP API (Slack interactivity, SNS links) -> the proxy
+as its own process (as on ECS; PostgreSQL and the Kubernetes API gateway), configured only through its
+environment. ``.airlock/stack.json`` tells clients where everything is (``kubernetes``: the gateway's
+server URL and CA, for ``airlock kubeconfig``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"
 DEMO_POLICY = Path(__file__).with_name("demo_policy.yaml")
 TARGET_SECRET = "airlock/targets/demo"
+KUBE_TARGET = "demo-k8s"
+KUBE_TARGET_SECRET = "airlock/targets/demo-k8s"
 # The HMAC key behind deterministic masking tokens (same value, same token, across sessions).
 MASKING_KEY_SECRET = "airlock/masking-token-key"
 DEMO_TARGET = "demo"
@@ -67,8 +71,10 @@ class DevStack:
     grant_ttl_seconds: int = 300
     stack_name: str = "airlock-local"
     proxy_env: dict[str, str] = field(default_factory=dict)
-    # Also run the local Kubernetes API stand-in (airlock.devstack.kube), sharing the dev CA.
-    kube_standin: bool = False
+    # Run the local Kubernetes API stand-in (airlock.devstack.kube, sharing the dev CA) and the proxy's
+    # Kubernetes API gateway in front of it (on ``kube_port``; 0 picks a free one).
+    kube_standin: bool = True
+    kube_port: int = 0
 
     moto: MotoEndpoint | None = None
     resources: StackResources | None = None
@@ -112,11 +118,14 @@ class DevStack:
 
         self.issuer = start_issuer(self.state_dir / "issuer")
         self._start_approvals()
+        kube_info = self._start_kube_standin() if self.kube_standin else None
         policy_path = self.state_dir / "policy.yaml"
         policy_path.write_text(
             Template(DEMO_POLICY.read_text()).substitute(
                 ISSUER_URL=self.issuer.url, TARGET_PORT=self.postgres.port, GRANT_TTL=self.grant_ttl_seconds,
                 SLACK_CHANNEL=DEMO_SLACK_CHANNEL, APPROVALS_TOPIC_ARN=self.resources.physical_ids["ApprovalsTopic"],
+                KUBE_SERVER=self.kube.url if self.kube else "https://127.0.0.1:1",
+                KUBE_CA_PEM=json.dumps(self.kube.ca.read_text() if self.kube else ""),
             )
         )
         version = admin.push_policy(policy_path)
@@ -155,8 +164,11 @@ class DevStack:
             "pid": os.getpid(),
             "env": {**self.env, **self._control_plane_env(), **self._approvals_env()},
         }
-        if self.kube_standin:
-            info["kube_standin"] = self._start_kube_standin()
+        if kube_info is not None:
+            info["kube_standin"] = kube_info
+            # What `airlock kubeconfig` needs: the gateway (not the stand-in behind it) and the CA to trust.
+            info["kubernetes"] = {"server": f"https://127.0.0.1:{self.kube_port}",
+                                  "ca": str(self.state_dir / "tls" / "ca.pem"), "target": KUBE_TARGET}
         staging = self.stack_file.with_suffix(".tmp")
         staging.touch(mode=0o600)
         staging.write_text(json.dumps(info, indent=2))
@@ -166,8 +178,11 @@ class DevStack:
     def _start_kube_standin(self) -> dict[str, str]:
         from .kube import start_kube_standin
 
+        ensure_dev_certificate(self.state_dir / "tls")
         self.kube = start_kube_standin(self.state_dir / "kube", tls_dir=self.state_dir / "tls")
         kubeconfig = self.kube.kubeconfig(self.state_dir / "kube" / "kubeconfig", "admin")
+        # The gateway's own credential: a token with no rights of its own that may impersonate.
+        self._put_secret(KUBE_TARGET_SECRET, json.dumps({"token": self.kube.tokens["gateway"]}))
         return {"server": self.kube.url, "ca": str(self.kube.ca), "kubeconfig": str(kubeconfig),
                 "tokens_file": str(self.state_dir / "kube" / "tokens.json"),
                 "audit_log": str(self.state_dir / "kube" / "audit.log")}
@@ -212,15 +227,22 @@ class DevStack:
 
     def _start_proxy(self) -> None:
         self.proxy_port = self.proxy_port or free_port()
+        kube: dict[str, str] = {}
+        if self.kube_standin:
+            self.kube_port = self.kube_port or free_port()
+            kube["AIRLOCK_PROXY_K8S_PORT"] = str(self.kube_port)
         env = {
             **os.environ,
             **self._proxy_env_without_port,
             "AIRLOCK_PROXY_LISTEN_PORT": str(self.proxy_port),
+            **kube,
             **self.proxy_env,
         }
         log = open(self.state_dir / "proxy.log", "ab")  # noqa: SIM115 - the child owns it
         self.proxy = subprocess.Popen([sys.executable, "-m", "proxy"], env=env, cwd=ROOT, stdout=log, stderr=log)
         wait_for_port("127.0.0.1", self.proxy_port, self.proxy, timeout=20)
+        if self.kube_standin:
+            wait_for_port("127.0.0.1", self.kube_port, self.proxy, timeout=20)
 
     @property
     def _proxy_env_without_port(self) -> dict[str, str]:

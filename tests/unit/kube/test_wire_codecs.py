@@ -7,10 +7,10 @@ import zlib
 import pytest
 
 from airlock.devstack.kube.kinds import CONFIGMAPS
-from airlock.devstack.kube.protobuf import ProtobufError, decode_object
-from airlock.devstack.kube.spdy import DICTIONARY, Data, Ping, SpdyConnection, SpdyProtocolError, SynStream
 from airlock.devstack.kube.status import ApiError
 from airlock.devstack.kube.store import Store
+from shared.k8s.protobuf import ProtobufError, decode_object
+from shared.k8s.spdy import DICTIONARY, Data, Ping, SpdyConnection, SpdyProtocolError, SynStream
 
 # `kubectl create secret generic s2 --from-literal=a=b` (kubectl v1.36.3) sent exactly these bytes.
 KUBECTL_SECRET = bytes.fromhex(

@@ -25,7 +25,8 @@ Served (see each module for the details):
   recorded in the audit log (``<state>/audit.log``, audit.k8s.io/v1 events); a small rule-based
   authorization (:mod:`.auth`), answerable through SelfSubjectReview and SelfSubjectAccessReview
   (``kubectl auth whoami``, ``kubectl auth can-i``);
-- request bodies in JSON, YAML and protobuf (kubectl's typed clients send protobuf: :mod:`.protobuf`).
+- request bodies in JSON, YAML and protobuf (kubectl's typed clients send protobuf; the decoder,
+  :mod:`shared.k8s.protobuf`, is the gateway's too).
 
 Deliberately left out: protobuf and CBOR responses (negotiated away: clients that also accept JSON get JSON,
 as from a server that cannot encode a type as protobuf; protobuf-only clients get 406), controllers (no

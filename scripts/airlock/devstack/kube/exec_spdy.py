@@ -10,7 +10,7 @@ output goes out as DATA on stdout/stderr. At exit the Status goes on the error s
 stream is finished (FIN) and the connection ends with GOAWAY. PING is echoed; flow control is not used.
 
 The connection is taken over from aiohttp after the 101 response: the request's protocol gets a parser that
-hands every later byte to :class:`~.spdy.SpdyConnection` (aiohttp does the same for WebSocket).
+hands every later byte to :class:`shared.k8s.spdy.SpdyConnection` (aiohttp does the same for WebSocket).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from shared.k8s.spdy import Data, GoAway, Ping, SpdyConnection, SpdyProtocolError, SynStream
+
 from .containers import ContainerProcess, ExecError
 from .remotecommand import ExecOptions, encode_status, exit_status, parse_resize, start_failure_status
-from .spdy import Data, GoAway, Ping, SpdyConnection, SpdyProtocolError, SynStream
 
 Launcher = Callable[[ExecOptions, "tuple[int, int] | None"], Awaitable[ContainerProcess]]
 STREAM_CREATION_TIMEOUT = 30.0

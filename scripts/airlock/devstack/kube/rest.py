@@ -14,13 +14,14 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from shared.k8s.protobuf import ProtobufError, decode_object
+
 from . import exec_spdy, exec_ws, logs
 from .auth import Authenticator, Identity, review
 from .cluster import APPLY_PATCH, PATCH_TYPES, Cluster, WriteOptions
 from .containers import ContainerProcess, container_env
 from .kinds import CONFIGMAPS, PODS, SECRETS, SERVICEACCOUNTS, ResourceType, lookup
 from .negotiation import JSON, PROTOBUF, YAML, Representation, body_media_type, negotiate
-from .protobuf import ProtobufError, decode_object
 from .remotecommand import STREAM_PROTOCOLS, ExecOptions, exec_options, pick_container, split_header
 from .remotecommand import negotiate as negotiate_stream
 from .requestinfo import RequestInfo

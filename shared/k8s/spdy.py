@@ -126,28 +126,33 @@ class SpdyConnection:
 
     def receive_data(self, data: bytes) -> list[Frame]:
         """Frames completed by ``data`` (a partial frame waits for more)."""
+        return [frame for frame, _ in self.receive_raw(data) if frame is not None]
+
+    def receive_raw(self, data: bytes) -> list[tuple[Frame | None, bytes]]:
+        """Each frame completed by ``data`` with its exact bytes (None for a control frame of an unknown
+        type): what a relay needs to pass frames on unchanged while reading them. Header blocks are
+        inflated in order, so one connection object must see every frame of its direction."""
         self._buffer += data
-        frames: list[Frame] = []
+        frames: list[tuple[Frame | None, bytes]] = []
         while len(self._buffer) >= 8:
             first, second = struct.unpack_from(">II", self._buffer)
             length = second & 0xFFFFFF
             if len(self._buffer) < 8 + length:
                 break
-            payload = bytes(self._buffer[8:8 + length])
+            raw = bytes(self._buffer[:8 + length])
+            payload = raw[8:]
             del self._buffer[:8 + length]
             flags = second >> 24
             if first & 0x80000000:
                 version, kind = (first >> 16) & 0x7FFF, first & 0xFFFF
                 if version != VERSION:
                     raise SpdyProtocolError(f"unsupported SPDY version {version}")
-                frame = self._control(kind, flags, payload)
-                if frame is not None:
-                    frames.append(frame)
+                frames.append((self._control(kind, flags, payload), raw))
             else:
                 stream_id = first & 0x7FFFFFFF
                 if stream_id == 0:
                     raise SpdyProtocolError("stream id zero is disallowed")
-                frames.append(Data(stream_id, payload, bool(flags & FLAG_FIN)))
+                frames.append((Data(stream_id, payload, bool(flags & FLAG_FIN)), raw))
         return frames
 
     def _control(self, kind: int, flags: int, payload: bytes) -> Frame | None:

@@ -1,7 +1,8 @@
 """Request bodies in ``application/vnd.kubernetes.protobuf``: decoded to the JSON shape of the same object.
 
 kubectl's typed clients (``kubectl create secret|configmap|deployment|namespace|serviceaccount|token``)
-and Go programs built on client-go send protobuf. The envelope is the magic ``k8s\\0`` then a
+and Go programs built on client-go send protobuf. Shared by the gateway (which judges and records what
+it decodes) and the local Kubernetes stand-in (which serves it). The envelope is the magic ``k8s\\0`` then a
 runtime.Unknown (typeMeta 1 {apiVersion 1, kind 2}, raw 2, contentEncoding 3, contentType 4); ``raw`` is
 the object's message, decoded with the field table in :mod:`.protobuf_fields`. Go marshals every
 non-pointer field, so zero scalars are dropped (as ``omitempty`` drops them in JSON) except for pointer
@@ -47,7 +48,7 @@ _KEEP_ZERO = {
 
 
 class ProtobufError(ValueError):
-    """A body that is not a protobuf object the stand-in can read; the message says why."""
+    """A body that is not a protobuf object Airlock can read; the message says why."""
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:
@@ -132,12 +133,12 @@ _SPECIAL = ("meta.Time", "meta.MicroTime", "resource.Quantity", "intstr.IntOrStr
 def decode_message(data: bytes, message: str) -> Obj:
     table = MESSAGES.get(message)
     if table is None:
-        raise ProtobufError(f"{message} is not a message the stand-in can decode")
+        raise ProtobufError(f"{message} is not a message Airlock can decode")
     result: Obj = {}
     for number, wire, value in fields(data):
         spec = table.get(number)
         if spec is None:
-            raise ProtobufError(f"field {number} of {message} is unknown to the stand-in; send JSON instead")
+            raise ProtobufError(f"field {number} of {message} is unknown to Airlock's decoder; send JSON instead")
         name, kind = spec[0], spec[1]
         where = f"{message}.{name}"
         if kind == MAP:
@@ -192,5 +193,5 @@ def decode_object(body: bytes) -> Obj:
     # DeleteOptions is registered in every group version.
     root = ROOTS.get((api_version, kind)) or ("meta.DeleteOptions" if kind == "DeleteOptions" else None)
     if root is None:
-        raise ProtobufError(f"{kind} in version {api_version!r} cannot be decoded from protobuf by the stand-in")
+        raise ProtobufError(f"{kind} in version {api_version!r} cannot be decoded from protobuf by Airlock")
     return {"apiVersion": api_version, "kind": kind, **decode_message(bytes(envelope.get(2, b"")), root)}

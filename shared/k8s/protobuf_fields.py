@@ -1,4 +1,4 @@
-"""Protobuf field numbers of the Kubernetes API types the stand-in decodes (k8s.io/api generated.proto).
+"""Protobuf field numbers of the Kubernetes API types Airlock decodes (k8s.io/api generated.proto).
 
 Data, not code: for each message, field number -> (JSON name, type[, REPEATED]); a type is a scalar marker
 or another message's name (``core.`` = k8s.io.api.core.v1, ``meta.`` = k8s.io.apimachinery.pkg.apis.meta.v1).
@@ -6,7 +6,7 @@ Field numbers never change once published, so this table stays valid as Kubernet
 added after it was written is not here, and a request that uses one is refused (415), never half-read.
 ``CORE`` lists every message reachable from Pod, Secret, ConfigMap, Namespace and ServiceAccount as of
 Kubernetes 1.15; ``LATER`` adds fields and types from later releases and the apps/v1, authentication.k8s.io/v1
-and authorization.k8s.io/v1 messages the stand-in serves (``authn.``, ``authz.``).
+and authorization.k8s.io/v1 messages kubectl sends (``authn.``, ``authz.``).
 """
 
 from __future__ import annotations
